@@ -1,0 +1,48 @@
+"""Per-image photometric calibration (spec section 3).
+
+Each training image owns a 50-d latent (N(0, 0.1) init, max-norm 1); an MLP maps it to a 3x3
+colour matrix A and the output colour is clamp(raw @ A, 0, 1) (row vector times A). This absorbs
+exposure / white-balance differences between cameras. At evaluation (held-out views, viewer)
+one fixed latent is used: the mean of the training latents, or a chosen index.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class PhotometricCalibration(nn.Module):
+    def __init__(self, num_images: int, latent_dim: int = 50, hidden_dim: int = 128, max_norm: float = 1.0):
+        super().__init__()
+        self.max_norm = max_norm
+        self.latents = nn.Parameter(torch.randn(max(num_images, 1), latent_dim) * 0.1)
+        self.mlp = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 9))
+        with torch.no_grad():
+            # Start near the identity: the bias carries I, the weights start small.
+            nn.init.normal_(self.mlp[-1].weight, std=1e-3)
+            self.mlp[-1].bias.copy_(torch.eye(3).flatten())
+
+    def _renormed(self, latents: torch.Tensor) -> torch.Tensor:
+        norms = latents.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return latents * torch.clamp(self.max_norm / norms, max=1.0)
+
+    def fixed_latent(self, index: Optional[int]) -> torch.Tensor:
+        """The latent used for held-out views: a training image's (index) or the mean (None)."""
+        latents = self._renormed(self.latents)
+        return latents.mean(0) if index is None else latents[index]
+
+    def matrices(self, camera_indices: Optional[torch.Tensor], fixed_index: Optional[int]) -> torch.Tensor:
+        """[N, 3, 3] per ray from the rays' training camera indices, or [1, 3, 3] for a fixed latent."""
+        if camera_indices is None:
+            latent = self.fixed_latent(fixed_index)[None]
+        else:
+            latent = self._renormed(self.latents[camera_indices.reshape(-1).long()])
+        return self.mlp(latent).reshape(-1, 3, 3)
+
+    @staticmethod
+    def apply(colors: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+        """Row vector times A: [N, 3] x [N or 1, 3, 3] -> [N, 3] (not clamped)."""
+        return torch.einsum("ni,nij->nj", colors, matrices.expand(colors.shape[0], 3, 3))

@@ -1,0 +1,54 @@
+"""NeuFace's loss terms (spec section 4), one function each. Weights live in the model config."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from neuface_ns.render.surface import idr_mask_loss
+
+__all__ = [
+    "color_loss",
+    "eikonal_loss",
+    "white_light_loss",
+    "specular_energy_loss",
+    "residual_loss",
+    "latent_loss",
+    "idr_mask_loss",
+]
+
+
+def color_loss(predicted: torch.Tensor, observed: torch.Tensor, selected: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean L1. With `selected` (IDR surface mode) the sum over those rays is divided by all rays."""
+    if selected is None:
+        return (predicted - observed).abs().mean()
+    n = max(predicted.shape[0], 1)
+    return (predicted[selected] - observed[selected]).abs().sum() / (n * predicted.shape[-1])
+
+
+def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
+    """mean (|grad SDF| - 1)^2."""
+    return ((gradients.norm(dim=-1) - 1.0) ** 2).mean()
+
+
+def white_light_loss(light_values: torch.Tensor) -> torch.Tensor:
+    """mean |v - mean_rgb(v)| over RGB light values (specular light integral and irradiance):
+    pushes the light towards white so colour lives in the albedo."""
+    return (light_values - light_values.mean(dim=-1, keepdim=True)).abs().mean()
+
+
+def specular_energy_loss(specular: torch.Tensor) -> torch.Tensor:
+    """mean specular radiance: keeps the specular term from explaining diffuse colour."""
+    return specular.mean()
+
+
+def residual_loss(residual: torch.Tensor) -> torch.Tensor:
+    """mean |D(x)|: the residual SDF stays a small correction of the prior."""
+    return residual.abs().mean()
+
+
+def latent_loss(latents: Iterable[torch.Tensor]) -> torch.Tensor:
+    """sum of mean squares of the shape-prior latents (z_id, z_exp)."""
+    terms = [z.pow(2).mean() for z in latents]
+    return torch.stack(terms).sum() if terms else torch.zeros(())

@@ -1,0 +1,184 @@
+"""Ray / surface intersection without gradients (spec section 2, step 1).
+
+IDR-style sphere tracing: march from both intersections of the ray with the bounding sphere
+towards each other; rays that neither converge nor cross fall back to dense sampling of the SDF
+between the two marching fronts plus secant refinement of the first sign change. All of this
+runs under `torch.no_grad()`: the hit distance is a constant for the renderer, gradients come
+from the SDF evaluated again at (or around) the hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import torch
+
+SDFFunction = Callable[[torch.Tensor], torch.Tensor]  # [N, 3] -> [N] or [N, 1]
+
+
+def ray_sphere_intersection(
+    origins: torch.Tensor, directions: torch.Tensor, radius: float = 1.0
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entry / exit distances of rays with the origin-centred sphere.
+
+    Returns (t_in, t_out, intersects), t_in clamped to >= 0 (a camera inside the sphere starts at
+    its own position). Directions need not be unit length: distances are in units of |d|.
+    """
+    a = (directions * directions).sum(-1)
+    b = 2.0 * (origins * directions).sum(-1)
+    c = (origins * origins).sum(-1) - radius**2
+    disc = b * b - 4.0 * a * c
+    intersects = disc > 0
+    sqrt_disc = torch.sqrt(disc.clamp(min=0.0))
+    t_in = ((-b - sqrt_disc) / (2.0 * a)).clamp(min=0.0)
+    t_out = (-b + sqrt_disc) / (2.0 * a)
+    intersects = intersects & (t_out > t_in)
+    return t_in, t_out, intersects
+
+
+@dataclass
+class TraceResult:
+    t_hit: torch.Tensor
+    """[N] distance to the surface (valid where `hit`)."""
+    hit: torch.Tensor
+    """[N] bool: the ray reaches the zero level set inside the interval."""
+    t_min_sdf: torch.Tensor
+    """[N] distance of the smallest SDF value seen along the ray (for the mask loss of missed rays)."""
+
+
+def _sdf(fn: SDFFunction, points: torch.Tensor) -> torch.Tensor:
+    return fn(points).reshape(points.shape[0])
+
+
+@torch.no_grad()
+def sphere_trace(
+    sdf_fn: SDFFunction,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_near: torch.Tensor,
+    t_far: torch.Tensor,
+    max_iterations: int = 10,
+    threshold: float = 5e-4,
+    dense_steps: int = 100,
+    secant_steps: int = 8,
+    find_min_sdf: bool = False,
+) -> TraceResult:
+    """Trace unit-direction rays through an SDF on [t_near, t_far] (all [N])."""
+    n = origins.shape[0]
+    t_lo, t_hi = t_near.clone(), t_far.clone()
+    hit = torch.zeros(n, dtype=torch.bool, device=origins.device)
+    done = t_lo >= t_hi  # empty interval: nothing to trace
+    prev_t = t_lo.clone()
+    prev_s = torch.full_like(t_lo, float("inf"))
+
+    for _ in range(max_iterations):
+        active = (~done).nonzero().squeeze(-1)
+        if active.numel() == 0:
+            break
+        o, d = origins[active], directions[active]
+        s_lo = _sdf(sdf_fn, o + t_lo[active, None] * d)
+        converged = s_lo < threshold
+        # Converged (or overshot): one secant step through the last two positions, exact for a
+        # locally planar surface; it extrapolates when s >= 0 and steps back when s < 0.
+        t_c, s_prev, t_prev = t_lo[active], prev_s[active], prev_t[active]
+        secant_ok = torch.isfinite(s_prev) & (s_prev > s_lo)
+        secant = t_c + s_lo * (t_c - t_prev) / (s_prev - s_lo).clamp(min=1e-12)
+        fallback = torch.where(s_lo < 0, t_c, t_c + s_lo)
+        t_final = torch.where(secant_ok, torch.minimum(torch.maximum(secant, t_prev), t_c + 4 * threshold), fallback)
+        conv_idx = active[converged]
+        t_lo[conv_idx] = t_final[converged]
+        hit[conv_idx] = True
+        done[conv_idx] = True
+
+        march = active[~converged]
+        if march.numel() == 0:
+            break
+        prev_t[march] = t_lo[march]
+        prev_s[march] = s_lo[~converged]
+        t_lo[march] = t_lo[march] + s_lo[~converged]
+        s_hi = _sdf(sdf_fn, origins[march] + t_hi[march, None] * directions[march])
+        t_hi[march] = t_hi[march] - s_hi.clamp(min=0.0)
+        crossed = t_lo[march] >= t_hi[march]
+        done[march[crossed]] = True  # the fronts met: the ray passes the object (a miss)
+
+    # Dense fallback between the two fronts for rays that ran out of iterations.
+    t_min_sdf = t_near.clone()
+    unresolved = (~done).nonzero().squeeze(-1)
+    if unresolved.numel() > 0 and dense_steps > 1:
+        t_hit_dense, hit_dense, t_min_dense = _dense_search(
+            sdf_fn, origins[unresolved], directions[unresolved], t_lo[unresolved], t_hi[unresolved],
+            dense_steps, secant_steps,
+        )
+        t_lo[unresolved] = t_hit_dense
+        hit[unresolved] = hit_dense
+        t_min_sdf[unresolved] = t_min_dense
+
+    if find_min_sdf:
+        missed = ((~hit) & (t_near < t_far)).nonzero().squeeze(-1)
+        if missed.numel() > 0:
+            _, _, t_min_missed = _dense_search(
+                sdf_fn, origins[missed], directions[missed], t_near[missed], t_far[missed], dense_steps, 0,
+            )
+            t_min_sdf[missed] = t_min_missed
+    return TraceResult(t_hit=t_lo, hit=hit, t_min_sdf=t_min_sdf)
+
+
+def _dense_search(
+    sdf_fn: SDFFunction,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_start: torch.Tensor,
+    t_end: torch.Tensor,
+    steps: int,
+    secant_steps: int,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample `steps` points per ray; secant-refine the first + to - crossing."""
+    m = origins.shape[0]
+    fractions = torch.linspace(0.0, 1.0, steps, device=origins.device)
+    t = t_start[:, None] + (t_end - t_start)[:, None] * fractions  # [M, S]
+    points = origins[:, None, :] + t[..., None] * directions[:, None, :]
+    s = _sdf(sdf_fn, points.reshape(-1, 3)).reshape(m, steps)
+    negative = s < 0
+    has_crossing = negative.any(dim=1)
+    first_neg = torch.argmax(negative.to(torch.int8), dim=1)  # first True (0 if none)
+    t_min = t.gather(1, s.argmin(dim=1, keepdim=True)).squeeze(1)
+
+    hit = has_crossing & (first_neg > 0)
+    t_hit = torch.where(has_crossing & (first_neg == 0), t_start, t_min)  # already inside at the start
+    rows = hit.nonzero().squeeze(-1)
+    if rows.numel() > 0:
+        idx_b = first_neg[rows]
+        t_a, t_b = t[rows, idx_b - 1], t[rows, idx_b]
+        s_a, s_b = s[rows, idx_b - 1], s[rows, idx_b]
+        o, d = origins[rows], directions[rows]
+        t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+        for _ in range(secant_steps):
+            s_mid = _sdf(sdf_fn, o + t_mid[:, None] * d)
+            positive = s_mid > 0
+            t_a = torch.where(positive, t_mid, t_a)
+            s_a = torch.where(positive, s_mid, s_a)
+            t_b = torch.where(positive, t_b, t_mid)
+            s_b = torch.where(positive, s_b, s_mid)
+            t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+        t_hit[rows] = t_mid
+    hit = hit | (has_crossing & (first_neg == 0))
+    return t_hit, hit, t_min
+
+
+def trace_interval(
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    radius: float,
+    nears: Optional[torch.Tensor] = None,
+    fars: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The part of each ray to render: inside the bounding sphere, and inside the bundle's own
+    [near, far] when it has one (nerfstudio's mesh texturing casts short rays that way)."""
+    t_in, t_out, valid = ray_sphere_intersection(origins, directions, radius)
+    if nears is not None:
+        t_in = torch.maximum(t_in, nears.reshape(-1))
+    if fars is not None:
+        t_out = torch.minimum(t_out, fars.reshape(-1))
+    valid = valid & (t_out > t_in)
+    return t_in, t_out, valid
