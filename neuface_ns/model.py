@@ -116,7 +116,7 @@ class NeuFaceModel(Model):
             # Derived from the step alone, so a resumed run continues with the right alpha.
             self.current_mask_alpha = self.config.mask_alpha * 2 ** sum(step >= m for m in milestones)
 
-        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_mask_alpha, pass_step=True)]
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_mask_alpha, update_every_num_iters=1)]
 
     def _fixed_latent_index(self) -> Optional[int]:
         if self.config.eval_latent == "mean":

@@ -60,7 +60,7 @@ class NeuFaceTrainer(Trainer):
 
     def setup(self, test_mode="val") -> None:
         super().setup(test_mode=test_mode)
-        self.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], self._finish))
+        self.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], self._finish, update_every_num_iters=1))
 
     def train_iteration(self, step: int):
         loss, loss_dict, metrics_dict = super().train_iteration(step)

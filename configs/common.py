@@ -1,0 +1,48 @@
+"""Pieces shared by the presets: device choice, data manager, optimisers."""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
+
+from neuface_ns.data.dataset import NeuFaceDataset
+
+
+def default_machine() -> MachineConfig:
+    """nerfstudio defaults to CUDA; pick the CPU by itself where there is none."""
+    return MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def datamanager(dataparser, rays_per_batch: int, images_per_batch: int = -1) -> VanillaDataManagerConfig:
+    """images_per_batch = 1 with a fresh image every step is the paper's sampling."""
+    return VanillaDataManagerConfig(
+        _target=VanillaDataManager[NeuFaceDataset],
+        data=dataparser.data,  # names the experiment after the scene; `--data` overrides both
+        dataparser=dataparser,
+        train_num_rays_per_batch=rays_per_batch,
+        eval_num_rays_per_batch=rays_per_batch,
+        train_num_images_to_sample_from=images_per_batch,
+        train_num_times_to_repeat_images=0 if images_per_batch > 0 else -1,
+    )
+
+
+def optimizers(
+    lr: float, max_steps: int, milestones: Tuple[int, ...], light_lr: float, calibration_lr: float
+) -> Dict[str, dict]:
+    def group(group_lr: float) -> dict:
+        return {
+            "optimizer": AdamOptimizerConfig(lr=group_lr, eps=1e-15),
+            "scheduler": MultiStepSchedulerConfig(max_steps=max_steps, gamma=0.5, milestones=milestones),
+        }
+
+    return {"fields": group(lr), "light": group(light_lr), "calibration": group(calibration_lr)}
+
+
+def viewer() -> ViewerConfig:
+    return ViewerConfig(num_rays_per_chunk=2048, quit_on_train_completion=True)

@@ -1,0 +1,94 @@
+"""DTU / object presets.
+
+- `paper()`: the NeuFace DTU preset exactly (spec sections 1-5): IDR surface rendering with the mask
+  loss, SDF 8 x 512, SIREN 8 x 256, integrated basis 8 x 256, k = 3, 3-channel specular,
+  Adam lr 1e-4, 2048 rays from one image per step, 2000 epochs, lr x 0.5 at epochs 1000 and 1500,
+  full-resolution images. Meant for a GPU.
+- `cpu_default()`: what `ns-train neuface-dtu` runs: the same method with smaller networks, rays from
+  all images, higher learning rates and mask-alpha milestones in steps, sized so the bundled sample
+  trains in under 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+from neuface_ns.brdf import IntegratedBasisConfig
+from neuface_ns.configs.common import datamanager, default_machine, optimizers, viewer
+from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
+from neuface_ns.fields.appearance import SpatialAppearanceConfig
+from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
+from neuface_ns.fields.sdf import IDRSDFNetworkConfig
+from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.trainer import NeuFaceTrainerConfig
+
+
+def paper() -> NeuFaceTrainerConfig:
+    model = NeuFaceModelConfig(
+        render_mode="surface",
+        sdf_field=NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=512, num_layers=8, skip_layers=(4,), num_frequencies=6),
+            residual=None,
+            appearance=SpatialAppearanceConfig(hidden_dim=256, num_layers=8, num_basis=3, specular_channels=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=256, num_layers=8, num_basis=3),
+        ),
+        mask_loss_mult=100.0,
+        mask_alpha=50.0,
+        mask_alpha_milestones=(250, 500, 750, 1000, 1250),
+        milestone_unit="epochs",
+    )
+    return NeuFaceTrainerConfig(
+        method_name="neuface-dtu-paper",
+        epochs=2000,
+        max_num_iterations=2000,  # replaced by epochs x images at start-up
+        steps_per_eval_image=5000,
+        steps_per_eval_batch=0,
+        steps_per_eval_all_images=0,
+        steps_per_save=5000,
+        mixed_precision=False,
+        machine=default_machine(),
+        pipeline=VanillaPipelineConfig(
+            datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=2048, images_per_batch=1),
+            model=model,
+        ),
+        optimizers=optimizers(1e-4, max_steps=2000, milestones=(1000, 1500), light_lr=1e-4, calibration_lr=1e-4),
+        viewer=viewer(),
+        vis="viewer",
+    )
+
+
+def cpu_default() -> NeuFaceTrainerConfig:
+    iterations = 3000
+    model = NeuFaceModelConfig(
+        render_mode="surface",
+        sdf_field=NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6),
+            residual=None,
+            appearance=SpatialAppearanceConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_basis=3, specular_channels=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=64, num_layers=3, num_basis=3),
+        ),
+        dense_steps=48,
+        mask_alpha_milestones=(500, 1000, 1500, 2000, 2500),
+        milestone_unit="steps",
+        eval_num_rays_per_chunk=4096,
+    )
+    return NeuFaceTrainerConfig(
+        method_name="neuface-dtu",
+        max_num_iterations=iterations,
+        steps_per_eval_image=1000,
+        steps_per_eval_batch=0,
+        steps_per_eval_all_images=0,
+        steps_per_save=500,
+        mixed_precision=False,
+        final_mesh_resolution=192,
+        machine=default_machine(),
+        pipeline=VanillaPipelineConfig(
+            datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=1024),
+            model=model,
+        ),
+        optimizers=optimizers(
+            5e-4, max_steps=iterations, milestones=(2000, 2600), light_lr=5e-3, calibration_lr=1e-3
+        ),
+        viewer=viewer(),
+        vis="tensorboard",
+    )

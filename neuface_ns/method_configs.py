@@ -1,0 +1,17 @@
+"""nerfstudio method registrations (entry points `nerfstudio.method_configs`)."""
+
+from __future__ import annotations
+
+from nerfstudio.plugins.types import MethodSpecification
+
+from neuface_ns.configs import dtu
+
+neuface_dtu = MethodSpecification(
+    config=dtu.cpu_default(),
+    description="NeuFace on DTU / objects (IDR layout): SDF + relightable BRDF; CPU-friendly default.",
+)
+
+neuface_dtu_paper = MethodSpecification(
+    config=dtu.paper(),
+    description="NeuFace DTU paper preset (8x512 SDF, surface rendering + mask loss, 2000 epochs); GPU.",
+)
