@@ -97,13 +97,20 @@ class NeuFaceModel(Model):
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         prior = self.field.sdf_network
         latents = list(prior.latent_parameters().values())
+        network = list(prior.network_parameters())
+        # A pretrained prior declares `param_group = "prior"` on its config: its weights are then
+        # fine-tuned with their own optimiser (lr / 100 in the face paper preset); an untrained P
+        # (the IDR MLP) trains with the other networks in "fields".
+        prior_group = getattr(prior.config, "param_group", "fields")
         groups = {
             "fields": [p for n, p in self.field.named_parameters() if not n.startswith("sdf_network.")]
-            + list(prior.network_parameters())
+            + (network if prior_group == "fields" else [])
             + list(self.density.parameters()),
             "light": list(self.light.parameters()),
             "calibration": list(self.calibration.parameters()),
         }
+        if prior_group != "fields" and network:
+            groups[prior_group] = network
         if latents:
             groups["prior_latents"] = latents
         return groups
