@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""Seeded NeuFace training benchmark: speed, memory and quality of one or two presets.
+
+    python scripts/benchmark.py --method neuface-dtu --steps 50
+    python scripts/benchmark.py --compare neuface-dtu neuface-dtu-paper --steps 5
+    python scripts/benchmark.py --method neuface-dtu --budget-s 300      # + quality after 300 s
+
+Per method it prints a table and one JSON line: train rays/s, seconds per step with a breakdown
+(sphere tracing, shading = appearance + BRDF + light, the rest of the forward pass = SDF,
+gradients and compositing, backward, optimiser), eval render ms per 256x192 frame, peak memory
+(RSS on CPU, allocated on CUDA), and with --budget-s the held-out masked PSNR and the Chamfer
+distance to the scene's gt_mesh.ply after that much training wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import resource
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Timers:
+    """Accumulates wall time per named section (synchronising CUDA so GPU time is counted)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: Dict[str, float] = {}
+
+    @contextmanager
+    def section(self, name: str):
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def wrap_timed(owner, attribute: str, timers: Timers, name: str) -> None:
+    """Time every call of owner.attribute under `name` (a measurement hook, not a behaviour change)."""
+    original = getattr(owner, attribute)
+
+    def timed(*args, **kwargs):
+        with timers.section(name):
+            return original(*args, **kwargs)
+
+    setattr(owner, attribute, timed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def load_eval_mesh_module():
+    spec = importlib.util.spec_from_file_location("eval_mesh", REPO / "scripts" / "eval_mesh.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(method: str, data: Optional[Path], device: torch.device, seed: int):
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.engine.optimizers import Optimizers
+
+    if method not in all_methods:
+        raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
+                         f"{sorted(m for m in all_methods if m.startswith('neuface'))}")
+    config = copy.deepcopy(all_methods[method])
+    if data is not None:
+        config.pipeline.datamanager.data = data
+        config.pipeline.datamanager.dataparser.data = data
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    pipeline = config.pipeline.setup(device=device, test_mode="val")
+    images = len(pipeline.datamanager.train_dataset)
+    optimizer_config = copy.deepcopy(config.optimizers)
+    total_steps = (config.epochs * images) if getattr(config, "epochs", None) else config.max_num_iterations
+    for group in optimizer_config.values():
+        scheduler = group.get("scheduler")
+        if scheduler is not None and hasattr(scheduler, "max_steps"):
+            scheduler.max_steps = total_steps
+    optimizers = Optimizers(optimizer_config, pipeline.get_param_groups())
+    return config, pipeline, optimizers
+
+
+def train_steps(pipeline, optimizers, callbacks, start: int, steps: int, timers: Optional[Timers]) -> int:
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    model = pipeline.model
+    pipeline.train()
+    for step in range(start, start + steps):
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        optimizers.zero_grad_all()
+        section = timers.section if timers else _null_section
+        with section("data"):
+            ray_bundle, batch = pipeline.datamanager.next_train(step)
+        with section("forward"):
+            outputs = model(ray_bundle)
+            loss_dict = model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
+            loss = sum(loss_dict.values())
+        with section("backward"):
+            loss.backward()
+        with section("optimiser"):
+            optimizers.optimizer_step_all()
+            optimizers.scheduler_step_all(step)
+    return start + steps
+
+
+@contextmanager
+def _null_section(name):
+    yield
+
+
+def eval_frame_ms(pipeline, width: int, height: int, repeats: int = 2) -> float:
+    dataset = pipeline.datamanager.eval_dataset or pipeline.datamanager.train_dataset
+    camera = copy.deepcopy(dataset.cameras[0:1])
+    camera.rescale_output_resolution(torch.tensor([[height / float(camera.height)]]))
+    camera.width[...] = width
+    camera.height[...] = height
+    camera = camera.to(pipeline.device)
+    pipeline.eval()
+    pipeline.model.get_outputs_for_camera(camera)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        pipeline.model.get_outputs_for_camera(camera)
+    pipeline.train()
+    return (time.perf_counter() - start) / repeats * 1000.0
+
+
+def quality(pipeline, data_dir: Path, resolution: int) -> Dict[str, float]:
+    from neuface_ns.export import extract_mesh_to_file
+
+    pipeline.eval()
+    metrics = pipeline.get_average_eval_image_metrics()
+    result = {k: float(metrics[k]) for k in ("psnr", "psnr_masked", "ssim_masked") if k in metrics}
+    gt = data_dir / "gt_mesh.ply"
+    if gt.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            mesh_path = extract_mesh_to_file(pipeline, Path(tmp) / "mesh.ply", resolution=resolution)
+            eval_mesh = load_eval_mesh_module()
+            geometry = eval_mesh.evaluate(mesh_path, gt, num_points=100_000, seed=0)
+        result.update({f"mesh_{k}": float(v) for k, v in geometry.items() if isinstance(v, (int, float))})
+    pipeline.train()
+    return result
+
+
+def run(method: str, args) -> Dict[str, float]:
+    from neuface_ns import model as model_module
+
+    device = torch.device(args.device if args.device else ("cuda" if torch.cuda.is_available() else "cpu"))
+    config, pipeline, optimizers = build(method, args.data, device, args.seed)
+    data_dir = Path(pipeline.datamanager.dataparser.config.data)
+    callbacks = pipeline.get_training_callbacks(_callback_attributes(optimizers, pipeline))
+    timers = Timers(device)
+    wrap_timed(model_module, "sphere_trace", timers, "sphere_tracing")
+    wrap_timed(pipeline.model, "_shade", timers, "shading")
+
+    step = train_steps(pipeline, optimizers, callbacks, 0, args.warmup, None)
+    timers.totals.clear()
+    started = time.perf_counter()
+    step = train_steps(pipeline, optimizers, callbacks, step, args.steps, timers)
+    elapsed = time.perf_counter() - started
+    rays = config.pipeline.datamanager.train_num_rays_per_batch
+    t = {k: v / args.steps for k, v in timers.totals.items()}
+    result = {
+        "method": method,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "rays_per_step": rays,
+        "train_rays_per_s": rays * args.steps / elapsed,
+        "s_per_step": elapsed / args.steps,
+        "s_sphere_tracing": t.get("sphere_tracing", 0.0),
+        "s_shading": t.get("shading", 0.0),
+        "s_forward_rest": t.get("forward", 0.0) - t.get("sphere_tracing", 0.0) - t.get("shading", 0.0),
+        "s_backward": t.get("backward", 0.0),
+        "s_optimiser": t.get("optimiser", 0.0),
+        "s_data": t.get("data", 0.0),
+    }
+    result["eval_ms_per_256x192_frame"] = eval_frame_ms(pipeline, 256, 192)
+    if args.budget_s > 0:
+        spent = elapsed
+        while spent < args.budget_s:
+            chunk_start = time.perf_counter()
+            step = train_steps(pipeline, optimizers, callbacks, step, 25, None)
+            spent += time.perf_counter() - chunk_start
+        result["budget_s"] = args.budget_s
+        result["budget_steps"] = step
+        result.update(quality(pipeline, data_dir, args.mesh_resolution))
+    result["peak_memory_mb"] = peak_memory_mb(device)
+    return result
+
+
+def _callback_attributes(optimizers, pipeline):
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+
+    return TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+
+
+def print_table(results: List[Dict[str, float]]) -> None:
+    keys = [k for k in results[0] if k not in ("method",)]
+    width = max(len(k) for k in keys) + 2
+    header = "".ljust(width) + "".join(r["method"].rjust(22) for r in results)
+    if len(results) == 2:
+        header += "ratio B/A".rjust(12)
+    print(header)
+    for key in keys:
+        row = key.ljust(width)
+        values = [r.get(key) for r in results]
+        for v in values:
+            row += (f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(22)
+        if len(results) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and values[0]:
+            row += f"{values[1] / values[0]:.3g}".rjust(12)
+        print(row)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default="neuface-dtu")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="benchmark two methods back to back")
+    parser.add_argument("--data", type=Path, default=None, help="scene directory (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget-s", type=float, default=0.0, help="train this long, then measure quality")
+    parser.add_argument("--mesh-resolution", type=int, default=192)
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    args = parser.parse_args(argv)
+
+    methods = list(args.compare) if args.compare else [args.method]
+    results = []
+    for method in methods:
+        print(f"== {method}", file=sys.stderr)
+        results.append(run(method, args))
+    print_table(results)
+    for result in results:
+        print(json.dumps(result))
+    if len(results) == 2:
+        ratios = {
+            k: results[1][k] / results[0][k]
+            for k in results[0]
+            if isinstance(results[0][k], float) and isinstance(results[1].get(k), float) and results[0][k]
+        }
+        print(json.dumps({"compare": methods, "ratio_b_over_a": ratios}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
