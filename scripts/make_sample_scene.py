@@ -642,14 +642,14 @@ class Scene:
 
 
 def generate_scene(num_views: int = 20, width: int = 200, height: int = 150, seed: int = 0,
-                   mesh_resolution: int = 128, verbose: bool = True) -> Scene:
+                   mesh_resolution: int = 128, verbose: bool = True, supersample: int = 2) -> Scene:
     cams = make_cameras(num_views, width, height, seed)
     landmarks = compute_landmarks()
     renders: List[RenderResult] = []
     lm_views: List[Dict[str, Dict[str, object]]] = []
     for i, cam in enumerate(cams):
         t0 = time.time()
-        r = render_view(cam)
+        r = render_view(cam, supersample=supersample)
         renders.append(r)
         lm_views.append({k: landmark_in_view(cam, v["point"], v["normal"]) for k, v in landmarks.items()})
         if verbose:
@@ -774,16 +774,396 @@ def _clear_previous_outputs(out: Path) -> None:
             (out / name).unlink()
 
 
+# ----------------------------------------------------------------------------
+# FaceScape layouts: the NeuFace layout (bundled sample) and a tiny multi-view
+# release layout (input of scripts/prepare_facescape.py)
+# ----------------------------------------------------------------------------
+#
+# Frames.  TU millimetres: X_TU = 100 * x_norm + TU_ORIGIN_MM (same axes as the
+# normalised frame: y up, face towards +z).  The "multi-view" frame of the
+# FaceScape cameras and meshes is tied to TU space by the Rt_scale_dict entry
+# [scale, Rt]: X_TU = R_s @ (scale * X_mview) + t_s.  The NeuFace face frame is
+# x_face = (X_TU - nose_tip_TU + (0, 0, 40)) / 100 = x_norm - nose_norm + (0, 0, 0.4).
+# FaceScape cameras are OpenCV cameras in the multi-view frame:
+# x_cam = R_mv @ X_mview + t_mv with R_mv = R @ R_s (R: the generator's rotation).
+
+FACESCAPE_EXPRESSIONS = (
+    "neutral", "smile", "mouth_stretch", "anger", "jaw_left", "jaw_right", "jaw_forward", "mouth_left",
+    "mouth_right", "dimpler", "chin_raiser", "lip_puckerer", "lip_funneler", "sadness", "lip_roll", "grin",
+    "cheek_blowing", "eye_closed", "brow_raiser", "brow_lower",
+)
+TU_MM_PER_UNIT = 100.0
+TU_ORIGIN_MM = (4.0, -18.0, -55.0)
+MVIEW_SCALE = 180.0  # mm per multi-view unit (FaceScape's are of the order of 100-500)
+MVIEW_ROTATION_AXIS = (0.3, 1.0, -0.2)
+MVIEW_ROTATION_ANGLE = 0.35  # radians
+MVIEW_TRANSLATION_MM = (12.0, -30.0, 25.0)
+FACE_FRAME_Z_OFFSET_MM = 40.0
+NOSE_TIP_LANDMARK = 30
+FACESCAPE_TEST_EVERY = 8
+FACESCAPE_SPLIT_RULE = (
+    "test = every 8th valid view in ascending view-id order, starting with the first "
+    "(positions 0, 8, 16, ... of the sorted valid views); train = the other valid views"
+)
+RELEASE_DISTORTION = (-0.8, 0.5, 0.01, -0.008, 0.2)  # k1 k2 p1 p2 k3 (OpenCV); strong, so that undistortion is measurable
+
+
+def _axis_angle(axis: Sequence[float], angle: float) -> np.ndarray:
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    x, y, z = a
+    c, s_ = math.cos(angle), math.sin(angle)
+    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return c * np.eye(3) + s_ * cross + (1 - c) * np.outer(a, a)
+
+
+def mview_transform() -> Tuple[float, np.ndarray, np.ndarray]:
+    """(scale, R_s, t_s) of the Rt_scale_dict entry: X_TU = R_s @ (scale * X_mview) + t_s."""
+    return MVIEW_SCALE, _axis_angle(MVIEW_ROTATION_AXIS, MVIEW_ROTATION_ANGLE), np.asarray(MVIEW_TRANSLATION_MM)
+
+
+def normalised_to_tu(x_norm: np.ndarray) -> np.ndarray:
+    return TU_MM_PER_UNIT * np.asarray(x_norm, dtype=np.float64) + np.asarray(TU_ORIGIN_MM)
+
+
+def tu_to_mview(x_tu: np.ndarray) -> np.ndarray:
+    scale, R_s, t_s = mview_transform()
+    return ((np.asarray(x_tu, dtype=np.float64) - t_s) @ R_s) / scale  # row vectors: R_s^T (X - t) / s
+
+
+def mview_camera(cam: Camera) -> Tuple[np.ndarray, np.ndarray]:
+    """(R_mv, t_mv): the camera as an OpenCV camera of the multi-view frame."""
+    _, R_s, _ = mview_transform()
+    R_mv = cam.R @ R_s
+    C_mv = tu_to_mview(normalised_to_tu(to_normalised(cam.centre_world)))
+    return R_mv, -R_mv @ C_mv
+
+
+def face_frame(x_norm: np.ndarray, nose_norm: np.ndarray) -> np.ndarray:
+    """Normalised generator frame -> NeuFace face frame (nose tip at (0, 0, 0.4), 100 mm per unit)."""
+    return np.asarray(x_norm, dtype=np.float64) - nose_norm + np.array([0.0, 0.0, FACE_FRAME_Z_OFFSET_MM / TU_MM_PER_UNIT])
+
+
+def facescape_split(view_ids: Sequence[int], test_every: int = FACESCAPE_TEST_EVERY) -> Tuple[List[int], List[int]]:
+    """(train, test) view ids by FACESCAPE_SPLIT_RULE."""
+    ordered = sorted(view_ids)
+    test = [v for k, v in enumerate(ordered) if k % test_every == 0]
+    return [v for v in ordered if v not in test], test
+
+
+def expression_dirname(expression_id: int) -> str:
+    return f"{expression_id}_{FACESCAPE_EXPRESSIONS[expression_id - 1]}"
+
+
+def tu_mesh(resolution: int, nose_norm: np.ndarray):
+    """Mesh of the face in TU millimetres with one vertex exactly at the nose tip; (mesh, nose vertex id)."""
+    mesh = extract_gt_mesh(resolution, scale=TU_MM_PER_UNIT, centre=TU_ORIGIN_MM)
+    nose_tu = normalised_to_tu(nose_norm)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64).copy()
+    vid = int(np.argmin(np.linalg.norm(vertices - nose_tu, axis=1)))
+    vertices[vid] = nose_tu
+    mesh.vertices = vertices
+    return mesh, vid
+
+
+def landmark_vertex_ids(mesh, landmarks_norm: Dict[str, np.ndarray], nose_vid: int) -> np.ndarray:
+    """68 'v10' ids (iBUG order): the nose tip exactly at 30, the other known landmarks near their iBUG slots."""
+    vertices = np.asarray(mesh.vertices)
+
+    def nearest(name: str) -> int:
+        return int(np.argmin(np.linalg.norm(vertices - normalised_to_tu(landmarks_norm[name]), axis=1)))
+
+    ids = np.full(68, nearest("chin"), dtype=np.int64)  # 0-16: jaw line (chin at 8)
+    ids[17:27] = nearest("left_eye")  # brows: no analytic landmark, placeholder
+    ids[27:36] = nose_vid
+    ids[36:42] = nearest("right_eye")
+    ids[42:48] = nearest("left_eye")
+    ids[48:68] = nearest("mouth_centre")
+    ids[NOSE_TIP_LANDMARK] = nose_vid
+    return ids
+
+
+def write_obj(mesh, path: Path) -> None:
+    """Plain Wavefront OBJ (vertex order kept; faces 1-based)."""
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces, dtype=np.int64) + 1
+    with open(path, "w") as fh:
+        fh.write("# synthetic TU mesh (millimetres), scripts/make_sample_scene.py\n")
+        fh.write("".join(f"v {a:.5f} {b:.5f} {c:.5f}\n" for a, b, c in v))
+        fh.write("".join(f"f {a} {b} {c}\n" for a, b, c in f))
+
+
+def _save_jpeg(arr: np.ndarray, path: Path, quality: int) -> None:
+    from PIL import Image
+
+    mode = "RGB" if arr.ndim == 3 else "L"
+    Image.fromarray(arr, mode=mode).save(path, quality=quality, subsampling=0)
+
+
+def _mesh_in_tu(scene: Scene):
+    mesh = scene.mesh.copy()
+    mesh.vertices = normalised_to_tu(to_normalised(np.asarray(mesh.vertices), scene.scale, scene.centre))
+    return mesh
+
+
+def _write_face_support_files(scene: Scene, root: Path, subject_id: int, expression_id: int,
+                              tu_path: Path, tu_mesh_resolution: int) -> Dict[str, object]:
+    """Rt_scale_dict.json, landmark_indices.npz and the TU mesh; returns facts for scene.json."""
+    nose_norm = scene.landmarks["nose_tip"]["point"]
+    mesh, nose_vid = tu_mesh(tu_mesh_resolution, nose_norm)
+    tu_path.parent.mkdir(parents=True, exist_ok=True)
+    write_obj(mesh, tu_path)
+    ids = landmark_vertex_ids(mesh, {k: v["point"] for k, v in scene.landmarks.items()}, nose_vid)
+    np.savez(root / "landmark_indices.npz", v10=ids)
+    scale, R_s, t_s = mview_transform()
+    Rt = np.eye(4)
+    Rt[:3, :3], Rt[:3, 3] = R_s, t_s
+    with open(root / "Rt_scale_dict.json", "w") as fh:
+        json.dump({str(subject_id): {str(expression_id): [scale, Rt.tolist()]}}, fh, indent=1)
+    return {"nose_vertex_id": nose_vid, "nose_tip_tu_mm": normalised_to_tu(nose_norm).tolist(),
+            "mview_scale": scale, "mview_Rt": Rt.tolist(), "tu_mesh_vertices": int(len(mesh.vertices))}
+
+
+def _facescape_view_record(scene: Scene, i: int, nose_norm: np.ndarray) -> Dict[str, object]:
+    cam = scene.cameras[i]
+    R_mv, t_mv = mview_camera(cam)
+    centre_norm = to_normalised(cam.centre_world, scene.scale, scene.centre)
+    return {
+        "view": str(i),
+        "K": cam.K.tolist(),
+        "Rt": np.concatenate([R_mv, t_mv[:, None]], axis=1).tolist(),
+        "camera_centre_face": face_frame(centre_norm, nose_norm).tolist(),
+        "camera_centre_tu_mm": normalised_to_tu(centre_norm).tolist(),
+        "rotation_c2w_face_opencv": cam.R.T.tolist(),
+        "exposure": cam.exposure.tolist(),
+        "landmarks": scene.landmark_views[i],
+    }
+
+
+def _facescape_common_metadata(scene: Scene, fmt: str, subject_id: int, expression_id: int,
+                               support: Dict[str, object]) -> Dict[str, object]:
+    nose_norm = scene.landmarks["nose_tip"]["point"]
+    cam0 = scene.cameras[0]
+    return {
+        "format": fmt,
+        "generator": "scripts/make_sample_scene.py",
+        "seed": scene.seed,
+        "subject_id": subject_id,
+        "expression_id": expression_id,
+        "expression": expression_dirname(expression_id),
+        "num_views": len(scene.cameras),
+        "width": cam0.width,
+        "height": cam0.height,
+        "tu_frame": f"X_TU_mm = {TU_MM_PER_UNIT} * x_norm + {list(TU_ORIGIN_MM)} (generator normalised frame x_norm)",
+        "face_frame": "x_face = (X_TU - nose_tip_TU + (0, 0, 40)) / 100  (one unit = 100 mm, nose tip at (0, 0, 0.4))",
+        "mview_frame": "X_TU = R_s @ (scale * X_mview) + t_s  (Rt_scale_dict.json)",
+        "split_rule": FACESCAPE_SPLIT_RULE,
+        "pixel_convention": PIXEL_CONVENTION,
+        "landmarks": {
+            k: {
+                "face": face_frame(v["point"], nose_norm).tolist(),
+                "tu_mm": normalised_to_tu(v["point"]).tolist(),
+                "normal": v["normal"].tolist(),
+            }
+            for k, v in scene.landmarks.items()
+        },
+        **support,
+    }
+
+
+def write_facescape_layout(scene: Scene, out_dir, subject_id: int = 1, expression_id: int = 1,
+                           test_every: int = FACESCAPE_TEST_EVERY, jpeg_quality: int = 95,
+                           tu_mesh_resolution: int = 64) -> Path:
+    """Write the NeuFace FaceScape layout (spec section 7) of a rendered scene.
+
+    <out>/Rt_scale_dict.json, landmark_indices.npz, imface_image/<id>/<e>_<expr>/{params.json, train/, test/},
+    imface_mask/<id>/<e>_<expr>/{train,test}/<v>.jpg, imface_model/<id>/<e>_<expr>.obj, gt_mesh.ply (TU mm),
+    scene.json.  Views are named by their index; the split follows FACESCAPE_SPLIT_RULE.
+    """
+    out = Path(out_dir)
+    expr = expression_dirname(expression_id)
+    image_dir = out / "imface_image" / str(subject_id) / expr
+    mask_dir = out / "imface_mask" / str(subject_id) / expr
+    for d in (image_dir / "train", image_dir / "test", mask_dir / "train", mask_dir / "test"):
+        d.mkdir(parents=True, exist_ok=True)
+    support = _write_face_support_files(scene, out, subject_id, expression_id,
+                                        out / "imface_model" / str(subject_id) / f"{expr}.obj", tu_mesh_resolution)
+    nose_norm = scene.landmarks["nose_tip"]["point"]
+    train, test = facescape_split(list(range(len(scene.cameras))), test_every)
+    params: Dict[str, object] = {}
+    views = []
+    for i, (cam, r) in enumerate(zip(scene.cameras, scene.renders)):
+        split = "test" if i in test else "train"
+        rec = _facescape_view_record(scene, i, nose_norm)
+        params[f"{i}_K"] = rec["K"]
+        params[f"{i}_Rt"] = rec["Rt"]
+        params[f"{i}_width"] = cam.width
+        params[f"{i}_height"] = cam.height
+        params[f"{i}_valid"] = True
+        _save_jpeg(_to_u8(r.rgb), image_dir / split / f"{i}.jpg", jpeg_quality)
+        _save_jpeg(np.where(r.mask, 255, 0).astype(np.uint8), mask_dir / split / f"{i}.jpg", jpeg_quality)
+        rec.update({"split": split, "image": f"imface_image/{subject_id}/{expr}/{split}/{i}.jpg",
+                    "mask": f"imface_mask/{subject_id}/{expr}/{split}/{i}.jpg",
+                    "mask_fraction": float(r.mask.mean())})
+        views.append(rec)
+    with open(image_dir / "params.json", "w") as fh:
+        json.dump(params, fh, indent=1)
+    if scene.mesh is not None:
+        _mesh_in_tu(scene).export(out / "gt_mesh.ply", file_type="ply", encoding="binary")
+    meta = _facescape_common_metadata(scene, "facescape-neuface", subject_id, expression_id, support)
+    meta.update({"train_views": [str(v) for v in train], "test_views": [str(v) for v in test],
+                 "gt_mesh": "gt_mesh.ply (TU millimetres)", "views": views})
+    with open(out / "scene.json", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    return out
+
+
+def undistort_normalised(xd: np.ndarray, yd: np.ndarray, dist: Sequence[float], iterations: int = 50):
+    """Invert OpenCV's (k1, k2, p1, p2, k3) distortion by fixed-point iteration (normalised coordinates)."""
+    k1, k2, p1, p2, k3 = dist
+    x, y = xd.copy(), yd.copy()
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2 ** 3
+        dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        x, y = (xd - dx) / radial, (yd - dy) / radial
+    return x, y
+
+
+def render_distorted_view(cam: Camera, dist: Sequence[float], supersample: int = 1) -> RenderResult:
+    """Render what a camera with OpenCV lens distortion ``dist`` records (pixel convention as above)."""
+    H, W = cam.height, cam.width
+    offs = (np.arange(supersample) + 0.5) / supersample
+    jj, ii = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    Kinv = np.linalg.inv(cam.K)
+    rad_acc = np.zeros((H * W, 3))
+    cov_acc = np.zeros(H * W)
+    for oy in offs:
+        for ox in offs:
+            u, v = (jj + ox).ravel(), (ii + oy).ravel()
+            xd = Kinv[0, 0] * u + Kinv[0, 1] * v + Kinv[0, 2]
+            yd = Kinv[1, 1] * v + Kinv[1, 2]
+            x, y = undistort_normalised(xd, yd, dist)
+            uu = cam.K[0, 0] * x + cam.K[0, 1] * y + cam.K[0, 2]
+            vv = cam.K[1, 1] * y + cam.K[1, 2]
+            origin, dirs = camera_rays(cam, uu, vv)
+            hit, t = sphere_trace(origin, dirs)
+            idx = np.nonzero(hit)[0]
+            if idx.size:
+                rad_acc[idx] += shade(origin[None] + t[idx, None] * dirs[idx], dirs[idx])
+            cov_acc += hit
+    ns = supersample * supersample
+    radiance = (rad_acc / ns).reshape(H, W, 3)
+    coverage = (cov_acc / ns).reshape(H, W)
+    return RenderResult(rgb=np.clip(radiance @ cam.exposure.T, 0.0, 1.0), mask=coverage >= 0.5,
+                        coverage=coverage, radiance=radiance)
+
+
+def write_facescape_release(scene: Scene, out_dir, subject_id: int = 1, expression_id: int = 1,
+                            invalid_views: Sequence[int] = (2,), distortion: Sequence[float] = RELEASE_DISTORTION,
+                            jpeg_quality: int = 95, tu_mesh_resolution: int = 48) -> Path:
+    """Write a tiny FaceScape multi-view *release* layout (the input of scripts/prepare_facescape.py).
+
+    <out>/images/<id>/<e>_<expr>/{<v>.jpg, params.json}   distorted images; params: <v>_K (3x3), <v>_Rt (3x4),
+                                                         <v>_distortion (k1 k2 p1 p2 k3), <v>_width, <v>_height,
+                                                         <v>_valid, <v>_matches, <v>_sn, <v>_ori
+    <out>/meshes/<id>/<e>_<expr>.ply                     multi-view mesh (multi-view frame)
+    <out>/tu/<id>/models_reg/<e>_<expr>.obj              TU mesh (mm)
+    <out>/Rt_scale_dict.json, <out>/landmark_indices.npz
+    <out>/scene.json                                     ground truth (undistorted views, expected cameras)
+
+    Views in ``invalid_views`` get ``_valid = False`` and a wrong Rt (as unreliable FaceScape views have).
+    ``scene.renders`` are the *undistorted* reference images; the written images are rendered with distortion.
+    """
+    out = Path(out_dir)
+    expr = expression_dirname(expression_id)
+    image_dir = out / "images" / str(subject_id) / expr
+    image_dir.mkdir(parents=True, exist_ok=True)
+    (out / "meshes" / str(subject_id)).mkdir(parents=True, exist_ok=True)
+    support = _write_face_support_files(scene, out, subject_id, expression_id,
+                                        out / "tu" / str(subject_id) / "models_reg" / f"{expr}.obj",
+                                        tu_mesh_resolution)
+    nose_norm = scene.landmarks["nose_tip"]["point"]
+    params: Dict[str, object] = {}
+    views = []
+    for i, cam in enumerate(scene.cameras):
+        rec = _facescape_view_record(scene, i, nose_norm)
+        valid = i not in invalid_views
+        Rt = np.asarray(rec["Rt"])
+        if not valid:
+            Rt = np.concatenate([_axis_angle((1.0, 0.2, 0.0), 0.5) @ Rt[:, :3], Rt[:, 3:] + 0.3], axis=1)
+        params[f"{i}_K"] = rec["K"]
+        params[f"{i}_Rt"] = Rt.tolist()
+        params[f"{i}_distortion"] = list(distortion)
+        params[f"{i}_width"] = cam.width
+        params[f"{i}_height"] = cam.height
+        params[f"{i}_matches"] = 1000 if valid else 3
+        params[f"{i}_valid"] = valid
+        params[f"{i}_sn"] = f"SYN{i:04d}"
+        params[f"{i}_ori"] = f"IMG_{i:04d}.JPG"
+        distorted = render_distorted_view(cam, distortion)
+        _save_jpeg(_to_u8(distorted.rgb), image_dir / f"{i}.jpg", jpeg_quality)
+        rec.update({"valid": valid, "distorted_mask_fraction": float(distorted.mask.mean())})
+        views.append(rec)
+    with open(image_dir / "params.json", "w") as fh:
+        json.dump(params, fh, indent=1)
+    if scene.mesh is not None:
+        mview_mesh = _mesh_in_tu(scene)
+        mview_mesh.vertices = tu_to_mview(np.asarray(mview_mesh.vertices))
+        mview_mesh.export(out / "meshes" / str(subject_id) / f"{expr}.ply", file_type="ply", encoding="binary")
+    valid_ids = [i for i in range(len(scene.cameras)) if i not in invalid_views]
+    train, test = facescape_split(valid_ids)
+    meta = _facescape_common_metadata(scene, "facescape-release", subject_id, expression_id, support)
+    meta.update({"distortion": list(distortion), "invalid_views": [str(v) for v in invalid_views],
+                 "expected_train_views": [str(v) for v in train], "expected_test_views": [str(v) for v in test],
+                 "views": views})
+    with open(out / "scene.json", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    return out
+
+
+LAYOUT_DEFAULTS = {
+    # layout: (width, height, supersample)
+    "idr": (200, 150, 2),
+    "facescape": (800, 600, 1),  # trained at downscale 4 (200 x 150), like the real data
+    "facescape-release": (160, 120, 1),
+}
+FACESCAPE_OUTPUTS = ("imface_image", "imface_mask", "imface_model", "images", "meshes", "tu",
+                     "Rt_scale_dict.json", "landmark_indices.npz", "gt_mesh.ply", "scene.json")
+
+
+def _clear_facescape_outputs(out: Path) -> None:
+    """Remove only the folders / files the FaceScape writers create."""
+    import shutil
+
+    for name in FACESCAPE_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="Render the synthetic NeuFace sample scene (DTU/IDR layout).")
+    ap = argparse.ArgumentParser(description="Render the synthetic NeuFace sample scene (DTU/IDR or FaceScape layouts).")
     ap.add_argument("--output-dir", required=True, type=Path)
-    ap.add_argument("--num-views", type=int, default=20)
-    ap.add_argument("--width", type=int, default=200)
-    ap.add_argument("--height", type=int, default=150)
+    ap.add_argument("--layout", choices=sorted(LAYOUT_DEFAULTS), default="idr",
+                    help="idr: DTU/IDR layout; facescape: NeuFace FaceScape layout (bundled sample); "
+                         "facescape-release: tiny FaceScape multi-view release layout (distorted, one invalid view)")
+    ap.add_argument("--num-views", type=int, default=None, help="default 20 (facescape-release: 6)")
+    ap.add_argument("--width", type=int, default=None, help="default: idr 200, facescape 800, facescape-release 160")
+    ap.add_argument("--height", type=int, default=None, help="default: idr 150, facescape 600, facescape-release 120")
+    ap.add_argument("--supersample", type=int, default=None, help="samples per pixel axis (default: idr 2, else 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mesh-resolution", type=int, default=128)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    width, height, supersample = LAYOUT_DEFAULTS[args.layout]
+    width = args.width if args.width is not None else width
+    height = args.height if args.height is not None else height
+    supersample = args.supersample if args.supersample is not None else supersample
+    num_views = args.num_views if args.num_views is not None else (6 if args.layout == "facescape-release" else 20)
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         print(f"error: {out} exists and is not a directory", file=sys.stderr)
@@ -792,14 +1172,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.overwrite:
             print(f"error: output directory {out} is not empty (use --overwrite)", file=sys.stderr)
             return 2
-        _clear_previous_outputs(out)
-    if args.num_views < 1 or args.width < 8 or args.height < 8 or args.mesh_resolution < 0:
-        print("error: need --num-views >= 1, --width/--height >= 8, --mesh-resolution >= 0", file=sys.stderr)
+        if args.layout == "idr":
+            _clear_previous_outputs(out)
+        else:
+            _clear_facescape_outputs(out)
+    if num_views < 1 or width < 8 or height < 8 or args.mesh_resolution < 0 or supersample < 1:
+        print("error: need --num-views >= 1, --width/--height >= 8, --mesh-resolution >= 0, --supersample >= 1",
+              file=sys.stderr)
+        return 2
+    if args.layout != "idr" and args.mesh_resolution == 0:
+        print("error: the FaceScape layouts need a mesh (--mesh-resolution > 0)", file=sys.stderr)
         return 2
     t0 = time.time()
-    scene = generate_scene(args.num_views, args.width, args.height, args.seed, args.mesh_resolution)
-    write_idr_layout(scene, out)
-    print(f"wrote {args.num_views} views to {out} in {time.time() - t0:.1f}s")
+    scene = generate_scene(num_views, width, height, args.seed, args.mesh_resolution, supersample=supersample)
+    if args.layout == "idr":
+        write_idr_layout(scene, out)
+    elif args.layout == "facescape":
+        write_facescape_layout(scene, out)
+    else:
+        write_facescape_release(scene, out)
+    print(f"wrote {num_views} views ({args.layout} layout) to {out} in {time.time() - t0:.1f}s")
     return 0
 
 
