@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Geometry metrics of a reconstructed mesh against a ground-truth mesh; prints ONE JSON line.
+
+    python scripts/eval_mesh.py --mesh pred.ply --gt gt.ply [--threshold T] [--num-points N]
+        [--sphere-center X Y Z --sphere-radius R | --scene <IDR scan dir>] [--seed S]
+
+Both surfaces are sampled uniformly by area (`--num-points` each, seeded; a file without faces is
+used as a point cloud as it is). With a sphere (given, or from `--scene`: the scan's cameras.npz
+scale_mat_0, which maps the unit sphere to world units: the NeuFace protocol's "GT cut to the unit
+sphere"), only sample points inside it are kept, for both surfaces. Then, with nearest-neighbour
+distances (scipy cKDTree):
+
+- accuracy     mean distance from predicted points to the GT points
+- completeness mean distance from GT points to the predicted points
+- chamfer      (accuracy + completeness) / 2
+- precision / recall: fraction of predicted / GT points closer than the threshold to the other set
+- fscore       2 P R / (P + R)
+
+All distances are in the meshes' own units (DTU world units: the scan's mm; normalised exports:
+scene units). The default threshold is 1% of the diagonal of the bounding box of the evaluated GT
+points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+def sample_surface(vertices: np.ndarray, faces: Optional[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` points uniformly distributed over the triangles' area (the vertices if no faces)."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if faces is None or len(faces) == 0:
+        return vertices
+    tri = vertices[np.asarray(faces)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    if area.sum() <= 0:
+        return vertices
+    face = rng.choice(len(area), size=count, p=area / area.sum())
+    r1, r2 = rng.random(count), rng.random(count)
+    s = np.sqrt(r1)
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+    return (1 - s)[:, None] * a + (s * (1 - r2))[:, None] * b + (s * r2)[:, None] * c
+
+
+def inside_sphere(points: np.ndarray, center: Sequence[float], radius: float) -> np.ndarray:
+    return points[np.linalg.norm(points - np.asarray(center, dtype=np.float64), axis=-1) <= radius]
+
+
+def point_metrics(pred: np.ndarray, gt: np.ndarray, threshold: Optional[float] = None) -> Dict[str, float]:
+    """Accuracy / completeness / chamfer / precision / recall / F-score of two point sets."""
+    if len(pred) == 0 or len(gt) == 0:
+        raise ValueError(f"no points to compare (prediction {len(pred)}, GT {len(gt)})")
+    if threshold is None:
+        threshold = 0.01 * float(np.linalg.norm(gt.max(0) - gt.min(0)))
+    d_pred, _ = cKDTree(gt).query(pred, k=1)  # prediction -> GT
+    d_gt, _ = cKDTree(pred).query(gt, k=1)  # GT -> prediction
+    precision = float((d_pred < threshold).mean())
+    recall = float((d_gt < threshold).mean())
+    fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy, completeness = float(d_pred.mean()), float(d_gt.mean())
+    return {
+        "accuracy": accuracy,
+        "completeness": completeness,
+        "chamfer": 0.5 * (accuracy + completeness),
+        "precision": precision,
+        "recall": recall,
+        "fscore": fscore,
+        "threshold": float(threshold),
+        "num_points_pred": int(len(pred)),
+        "num_points_gt": int(len(gt)),
+    }
+
+
+def load_geometry(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    import trimesh
+
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: file not found")
+    geometry = trimesh.load(path, process=False)
+    if isinstance(geometry, trimesh.Scene):
+        geometry = geometry.dump(concatenate=True)
+    faces = getattr(geometry, "faces", None)
+    vertices = np.asarray(geometry.vertices)
+    if len(vertices) == 0:
+        raise SystemExit(f"eval_mesh: {path}: no vertices")
+    return vertices, (np.asarray(faces) if faces is not None and len(faces) else None)
+
+
+def sphere_from_scene(scene: Path) -> Tuple[np.ndarray, float]:
+    """Centre and radius of the unit sphere in world units, from an IDR scan's scale_mat_0."""
+    path = scene / "cameras.npz" if scene.is_dir() else scene
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: no cameras.npz")
+    with np.load(path) as cameras:
+        if "scale_mat_0" not in cameras:
+            raise SystemExit(f"eval_mesh: {path}: no scale_mat_0")
+        scale_mat = np.asarray(cameras["scale_mat_0"], dtype=np.float64)
+    radius = float(abs(np.linalg.det(scale_mat[:3, :3])) ** (1.0 / 3.0))
+    return scale_mat[:3, 3], radius
+
+
+def evaluate(
+    mesh: Path,
+    gt: Path,
+    num_points: int = 200_000,
+    threshold: Optional[float] = None,
+    sphere_center: Optional[Sequence[float]] = None,
+    sphere_radius: Optional[float] = None,
+    seed: int = 0,
+) -> Dict[str, object]:
+    rng = np.random.default_rng(seed)
+    pred_points = sample_surface(*load_geometry(mesh), num_points, rng)
+    gt_points = sample_surface(*load_geometry(gt), num_points, rng)
+    if sphere_radius is not None:
+        center = np.zeros(3) if sphere_center is None else np.asarray(sphere_center, dtype=np.float64)
+        pred_points = inside_sphere(pred_points, center, sphere_radius)
+        gt_points = inside_sphere(gt_points, center, sphere_radius)
+    result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
+    result["sphere"] = (
+        None if sphere_radius is None else {"center": [float(v) for v in center], "radius": float(sphere_radius)}
+    )
+    result["units"] = "mesh units"
+    result["seed"] = seed
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mesh", type=Path, required=True, help="predicted mesh (ply/obj/...)")
+    parser.add_argument("--gt", type=Path, required=True, help="ground-truth mesh")
+    parser.add_argument("--num-points", type=int, default=200_000, help="sample points per surface (default 200000)")
+    parser.add_argument("--threshold", type=float, default=None, help="F-score distance (default 1%% of the GT bbox diagonal)")
+    parser.add_argument("--sphere-center", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"))
+    parser.add_argument("--sphere-radius", type=float, default=None)
+    parser.add_argument("--scene", type=Path, default=None, help="IDR scan dir: cut to the sphere of cameras.npz scale_mat_0")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.num_points < 1:
+        parser.error("--num-points must be positive")
+    if args.sphere_center is not None and args.sphere_radius is None:
+        parser.error("--sphere-center needs --sphere-radius")
+    center, radius = args.sphere_center, args.sphere_radius
+    if args.scene is not None:
+        if radius is not None:
+            parser.error("give either --scene or --sphere-radius, not both")
+        center, radius = sphere_from_scene(args.scene)
+    try:
+        result = evaluate(args.mesh, args.gt, args.num_points, args.threshold, center, radius, args.seed)
+    except ValueError as err:
+        raise SystemExit(f"eval_mesh: {err}") from None
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""NeuFace image metrics (spec section 6): colour-fitted masked PSNR / SSIM and LPIPS.
+
+Expected values are computed by hand from the definitions, independent of the code under test.
+No test downloads anything: the LPIPS tests run against an empty torch hub cache or a SEEDED
+STAND-IN AlexNet written by the test (random weights, not ImageNet: its numbers are not LPIPS).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neuface_ns import eval as metrics
+from neuface_ns.eval import ALEXNET_WEIGHTS_NAME, MAX_PSNR, fit_color_matrix, masked_image_metrics
+
+
+@pytest.fixture
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub cache for the test (no AlexNet weights unless the test writes them), and
+    any attempt to download weights fails the test."""
+    import torchvision.models._api
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"tried to download {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
+    metrics.reset_lpips_cache()
+    yield tmp_path / "hub"
+    metrics.reset_lpips_cache()
+
+
+def _write_seeded_standin_alexnet(hub) -> None:
+    """SEEDED STAND-IN, NOT the ImageNet weights: a randomly initialised torchvision AlexNet
+    (seed 0) saved under the file name LPIPS expects, so the code path runs offline. Numbers
+    computed with it are not LPIPS values."""
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    (hub / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(state, hub / "checkpoints" / ALEXNET_WEIGHTS_NAME)
+
+
+def test_colour_fit_recovers_known_matrix_and_psnr_is_capped(hub_dir):
+    g = torch.Generator().manual_seed(0)
+    h, w = 24, 32
+    predicted = 0.1 + 0.5 * torch.rand(h, w, 3, generator=g)
+    matrix = torch.tensor([[0.9, 0.1, 0.05], [0.05, 1.1, -0.1], [0.1, -0.05, 0.8]])
+    target = predicted @ matrix
+    assert float(target.min()) > 0 and float(target.max()) < 1
+    mask = torch.zeros(h, w, 1, dtype=torch.bool)
+    mask[4:20, 5:27] = True
+    target[~mask[..., 0]] = torch.rand(int((~mask).sum()), 3, generator=g)  # outside the mask: ignored by the fit
+
+    m = mask.reshape(-1)
+    fitted = fit_color_matrix(predicted.reshape(-1, 3)[m], target.reshape(-1, 3)[m])
+    assert torch.allclose(fitted, matrix, atol=1e-5)
+
+    result = masked_image_metrics(predicted, target, mask, lpips=False)
+    assert result["psnr_masked"] == MAX_PSNR  # exact fit: MSE 0, capped instead of infinite
+    assert result["ssim_masked"] == pytest.approx(1.0, abs=1e-4)
+    assert result["psnr"] < 30  # unfitted, whole image
+
+
+def test_masked_psnr_equals_hand_computed_value(hub_dir):
+    # Six mask pixels: two pure red with targets 0.2 / 0.4 (grey), two green -> 0.5, two blue -> 0.6.
+    # The least-squares fit maps red to 0.3 (the mean), green and blue exactly: residual 0.1 in three
+    # channels for two pixels, MSE = 2 * 3 * 0.01 / (6 * 3) = 1 / 300, PSNR = 10 log10(300).
+    predicted = torch.zeros(3, 3, 3)
+    target = torch.zeros(3, 3, 3)
+    mask = torch.zeros(3, 3, 1, dtype=torch.bool)
+    cells = [((0, 0), (1, 0, 0), 0.2), ((0, 1), (1, 0, 0), 0.4), ((1, 0), (0, 1, 0), 0.5),
+             ((1, 1), (0, 1, 0), 0.5), ((2, 0), (0, 0, 1), 0.6), ((2, 1), (0, 0, 1), 0.6)]
+    for (i, j), colour, grey in cells:
+        predicted[i, j] = torch.tensor(colour, dtype=torch.float32)
+        target[i, j] = grey
+        mask[i, j] = True
+    predicted[:, 2] = 0.9  # outside the mask: must not change anything
+    target[:, 2] = 0.0
+    result = masked_image_metrics(predicted, target, mask, lpips=False)
+    assert result["psnr_masked"] == pytest.approx(10 * math.log10(300), abs=1e-3)
+
+
+def test_no_mask_gives_whole_image_metrics_only(hub_dir):
+    a = torch.rand(8, 8, 3)
+    result = masked_image_metrics(a, a, None)
+    assert set(result) == {"psnr", "ssim"}
+
+
+def test_lpips_absent_weights_reported_once_and_key_missing(hub_dir, capsys):
+    a, b = torch.rand(40, 48, 3), torch.rand(40, 48, 3)
+    mask = torch.ones(40, 48, 1, dtype=torch.bool)
+    first = masked_image_metrics(a, b, mask)
+    second = masked_image_metrics(b, a, mask)
+    assert "lpips_masked" not in first and "lpips_masked" not in second
+    assert {"psnr_masked", "ssim_masked"} <= set(first)
+    out = capsys.readouterr().out
+    assert out.count("lpips_masked not computed") == 1
+    assert ALEXNET_WEIGHTS_NAME in out
+    assert not (hub_dir / "checkpoints" / ALEXNET_WEIGHTS_NAME).exists()  # nothing was downloaded
+
+
+def test_lpips_with_locally_supplied_weights(hub_dir):
+    _write_seeded_standin_alexnet(hub_dir)
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(40, 48, 3, generator=g)
+    b = (a + 0.3 * torch.rand(40, 48, 3, generator=g)).clamp(0, 1)
+    mask = torch.zeros(40, 48, 1, dtype=torch.bool)
+    mask[5:35, 6:42] = True
+    same = masked_image_metrics(a, a, mask)
+    different = masked_image_metrics(a, b, mask)
+    assert same["lpips_masked"] == pytest.approx(0.0, abs=1e-7)
+    assert different["lpips_masked"] > 0.0
+    assert metrics.get_lpips() is metrics.get_lpips()  # constructed once
+
+
+def test_model_image_metrics_report_the_protocol(hub_dir):
+    """NeuFaceModel.get_image_metrics_and_images: protocol keys present, images in [0, 1]."""
+    from nerfstudio.data.scene_box import SceneBox
+
+    from neuface_ns.brdf import IntegratedBasisConfig
+    from neuface_ns.fields.appearance import SpatialAppearanceConfig
+    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
+    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
+    from neuface_ns.model import NeuFaceModelConfig
+
+    config = NeuFaceModelConfig(
+        render_mode="surface",
+        sh_order=2,
+        sdf_field=NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
+            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
+        ),
+    )
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
+    h, w = 12, 16
+    rgb = torch.rand(h, w, 3)
+    outputs = {
+        "rgb": rgb, "albedo": rgb, "diffuse": rgb, "specular": rgb, "normal": rgb,
+        "depth": torch.rand(h, w, 1), "accumulation": torch.ones(h, w, 1),
+    }
+    mask = torch.zeros(h, w, 1)
+    mask[2:10, 3:13] = 1.0
+    batch = {"image": torch.rand(h, w, 3), "fg_mask": mask}
+    result, images = model.get_image_metrics_and_images(outputs, batch)
+    assert {"psnr", "ssim", "psnr_masked", "ssim_masked"} <= set(result)
+    assert all(isinstance(v, float) for v in result.values())
+    for image in images.values():
+        assert image.dim() == 3 and float(image.min()) >= 0 and float(image.max()) <= 1

@@ -1,0 +1,325 @@
+"""Mesh export (neuface-export), nerfstudio's exporter hooks, and scripts/eval_mesh.py.
+
+Geometry is checked against analytic SDFs; units against the bundled sample's known landmarks
+(scene.json, written by the sample generator); colours against a model whose albedo is a constant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from neuface_ns.errors import NeuFaceInputError
+from neuface_ns.export import (
+    ExportMesh,
+    extract_mesh,
+    grid_shape,
+    normalised_to_world,
+    sdf_grid,
+    world_to_normalised,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
+EVAL_MESH = REPO / "scripts" / "eval_mesh.py"
+
+
+def _load_eval_mesh():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_mesh", EVAL_MESH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sphere_sdf(center, radius):
+    c = torch.tensor(center, dtype=torch.float32)
+    return lambda x: (x - c.to(x.device)).norm(dim=-1, keepdim=True) - radius
+
+
+def sphere_points(center, radius, n, seed=0):
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(n, 3))
+    return np.asarray(center) + radius * d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------------- geometry
+
+
+def test_sphere_mesh_chamfer_below_one_percent_of_radius():
+    eval_mesh = _load_eval_mesh()
+    center, radius = (0.1, -0.05, 0.02), 0.6
+    mesh = extract_mesh(sphere_sdf(center, radius), resolution=64)
+    pred = eval_mesh.sample_surface(mesh.vertices, mesh.faces, 200_000, np.random.default_rng(0))
+    accuracy = np.abs(np.linalg.norm(pred - np.asarray(center), axis=1) - radius).mean()  # exact distance to the sphere
+    completeness = eval_mesh.point_metrics(pred, sphere_points(center, radius, 5000))["completeness"]
+    assert 0.5 * (accuracy + completeness) < 0.01 * radius
+    # outward orientation (SDF > 0 outside): face normals point away from the centre
+    outward = ((mesh.triangles_center - np.asarray(center)) * mesh.face_normals).sum(-1)
+    assert (outward > 0).mean() > 0.99
+    assert mesh.is_watertight
+
+
+@pytest.mark.parametrize("resolution", [37, 130])
+def test_non_multiple_resolutions_and_exact_values_near_the_surface(resolution):
+    center, radius = (0.0, 0.1, -0.05), 0.5
+    fn = sphere_sdf(center, radius)
+    values, lo, voxel = sdf_grid(fn, resolution)
+    cells, n = grid_shape(resolution)
+    assert values.shape == (n, n, n) and n >= resolution and (n - 1) % 4 == 0
+    axes = [lo[i] + voxel[i] * np.arange(n) for i in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    exact = fn(torch.as_tensor(grid, dtype=torch.float32)).numpy().reshape(n, n, n)
+    near = np.abs(exact) < float(np.linalg.norm(voxel)) * 4  # every cell that can hold the surface
+    np.testing.assert_allclose(values[near], exact[near], atol=1e-5)
+    assert np.array_equal(np.sign(values), np.sign(exact))  # no false crossings far away
+    mesh = extract_mesh(fn, resolution)
+    err = np.abs(np.linalg.norm(mesh.vertices - np.asarray(center), axis=1) - radius)
+    assert err.max() < 0.5 * float(voxel.max())
+
+
+def test_keep_largest_component():
+    big, small = sphere_sdf((-0.4, 0, 0), 0.35), sphere_sdf((0.6, 0, 0), 0.15)
+    union = lambda x: torch.minimum(big(x), small(x))  # noqa: E731
+    both = extract_mesh(union, 48, keep_largest_component=False)
+    kept = extract_mesh(union, 48, keep_largest_component=True)
+    assert len(kept.faces) < len(both.faces)
+    assert kept.vertices[:, 0].max() < 0.1  # only the big sphere (centre x = -0.4) is left
+
+
+def test_world_units_map_the_sample_landmarks_back():
+    """The sample's normalised -> world mapping (scene.json, from the generator) through the
+    dataparser's transform / scale, as neuface-export uses them."""
+    from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
+
+    outputs = NeuFaceDTUDataParserConfig(data=SAMPLE).setup().get_dataparser_outputs(split="train")
+    transform = outputs.dataparser_transform.numpy().astype(np.float64)
+    scale = float(outputs.dataparser_scale)
+    scene = json.loads((SAMPLE / "scene.json").read_text())
+    for landmark in scene["landmarks"].values():
+        world = normalised_to_world(np.asarray([landmark["normalised"]]), transform, scale)[0]
+        np.testing.assert_allclose(world, landmark["world"], atol=1e-6 * scene["scale"])
+        back = world_to_normalised(world[None], transform, scale)[0]
+        np.testing.assert_allclose(back, landmark["normalised"], atol=1e-9)
+    # a small sphere meshed in a box around the nose tip lands on the world nose tip, radius x scale
+    nose = np.asarray(scene["landmarks"]["nose_tip"]["normalised"])
+    mesh = extract_mesh(sphere_sdf(nose, 0.1), 33, bounds_min=tuple(nose - 0.15), bounds_max=tuple(nose + 0.15))
+    world = normalised_to_world(np.asarray(mesh.vertices), transform, scale)
+    radii = np.linalg.norm(world - np.asarray(scene["landmarks"]["nose_tip"]["world"]), axis=1)
+    assert np.abs(radii - 0.1 * scene["scale"]).max() < 0.01 * 0.1 * scene["scale"]
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+ALBEDO = (0.2, 0.1, 0.05)
+SPHERE_CENTER, SPHERE_RADIUS = (0.05, 0.0, -0.05), 0.5
+
+
+def small_model(render_mode="surface"):
+    """A tiny NeuFace model whose SDF is an analytic sphere, whose albedo is the constant ALBEDO
+    and whose calibration matrix is the identity."""
+    from nerfstudio.data.scene_box import SceneBox
+
+    from neuface_ns.brdf import IntegratedBasisConfig
+    from neuface_ns.fields.appearance import SpatialAppearanceConfig
+    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
+    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
+    from neuface_ns.model import NeuFaceModelConfig
+
+    torch.manual_seed(0)
+    config = NeuFaceModelConfig(
+        render_mode=render_mode,
+        sh_order=2,
+        sdf_field=NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
+            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
+        ),
+        eval_num_rays_per_chunk=4096,
+    )
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
+    sdf = sphere_sdf(SPHERE_CENTER, SPHERE_RADIUS)
+    model.field.sdf_parts = lambda x: (sdf(x), None)
+    material = model.field.material
+    albedo = torch.tensor(ALBEDO)
+
+    def constant_albedo(x):
+        out = material(x)
+        out["albedo"] = albedo.to(x.device).expand(x.shape[0], 3)
+        return out
+
+    model.field.material = constant_albedo
+    with torch.no_grad():
+        model.calibration.mlp[-1].weight.zero_()
+        model.calibration.mlp[-1].bias.copy_(torch.eye(3).flatten())
+    model.eval()
+    return model
+
+
+def fake_pipeline(model, transform=None, scale=1.0):
+    transform = torch.eye(4)[:3] if transform is None else transform
+    outputs = SimpleNamespace(dataparser_transform=transform, dataparser_scale=scale)
+    return SimpleNamespace(model=model, device=model.device, datamanager=SimpleNamespace(train_dataparser_outputs=outputs))
+
+
+def test_constant_albedo_model_exports_that_colour(tmp_path):
+    import trimesh
+    from PIL import Image
+
+    model = small_model()
+    expected = np.clip(np.asarray(ALBEDO) * math.pi, 0, 1)  # the `albedo` output is albedo x pi, calibrated (A = I)
+    # world frame: x_norm = 0.5 * (R x + t) with a rotation about z
+    angle = 0.3
+    rotation = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0, 0, 1.0]])
+    transform = torch.cat([rotation, torch.tensor([[0.2], [-0.1], [0.3]])], dim=1)
+    exporter = ExportMesh(
+        load_config=tmp_path / "config.yml", output_dir=tmp_path / "out", resolution=24,
+        vertex_colors="albedo", texture="albedo", texture_size=64,
+    )
+    written = exporter.run(fake_pipeline(model, transform, 0.5))
+    assert [p.name for p in written] == ["mesh.ply", "mesh_textured.obj", "mesh_textured.mtl", "mesh_textured.png"]
+
+    mesh = trimesh.load(tmp_path / "out" / "mesh.ply", process=False)
+    colors = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255.0
+    np.testing.assert_allclose(colors, np.broadcast_to(expected, colors.shape), atol=1.0 / 255 + 1e-6)
+    # world units: the sphere centre maps through the inverse similarity, the radius scales by 1 / 0.5
+    center_world = normalised_to_world(np.asarray([SPHERE_CENTER]), transform.numpy().astype(np.float64), 0.5)[0]
+    radii = np.linalg.norm(np.asarray(mesh.vertices) - center_world, axis=1)
+    assert np.abs(radii - SPHERE_RADIUS / 0.5).max() < 0.02
+
+    texture = np.asarray(Image.open(tmp_path / "out" / "mesh_textured.png").convert("RGB")) / 255.0
+    np.testing.assert_allclose(texture.reshape(-1, 3), np.broadcast_to(expected, (texture.size // 3, 3)), atol=1.0 / 255 + 1e-6)
+    textured = trimesh.load(tmp_path / "out" / "mesh_textured.obj", process=False, force="mesh")
+    assert len(textured.faces) == len(mesh.faces)
+    assert textured.visual.uv is not None and np.all((textured.visual.uv >= 0) & (textured.visual.uv <= 1))
+
+    # never overwrite without --overwrite (checked before loading anything)
+    (tmp_path / "config.yml").write_text("not used")
+    with pytest.raises(NeuFaceInputError, match="already exists"):
+        ExportMesh(load_config=tmp_path / "config.yml", output_dir=tmp_path / "out").main()
+
+
+def test_textured_obj_uv_layout_matches_the_model(tmp_path):
+    """Texture orientation: a position-dependent albedo looked up through the OBJ's UVs (trimesh's
+    reader: v up, image row 0 at the top) equals the model's albedo at the vertices."""
+    import trimesh
+
+    model = small_model()
+    lo = np.asarray(SPHERE_CENTER) - SPHERE_RADIUS
+
+    def gradient_albedo(x):
+        out = {k: v for k, v in model.field.appearance(x).items()}
+        out["albedo"] = 0.05 + 0.25 * (x - torch.tensor(lo, dtype=x.dtype)) / (2 * SPHERE_RADIUS)
+        return out
+
+    model.field.material = gradient_albedo
+    ExportMesh(load_config=tmp_path / "c.yml", output_dir=tmp_path, resolution=24, vertex_colors="none",
+               texture="albedo", texture_size=128, world_units=False).run(fake_pipeline(model))
+    textured = trimesh.load(tmp_path / "mesh_textured.obj", process=False, force="mesh")
+    looked_up = trimesh.visual.uv_to_color(textured.visual.uv, textured.visual.material.image)[:, :3] / 255.0
+    expected = np.clip(math.pi * (0.05 + 0.25 * (np.asarray(textured.vertices) - lo) / (2 * SPHERE_RADIUS)), 0, 1)
+    assert np.median(np.abs(looked_up - expected)) < 0.02
+
+
+def test_trainer_mesh_helper_writes_world_units(tmp_path):
+    import trimesh
+
+    from neuface_ns.export import extract_mesh_to_file
+
+    model = small_model()
+    transform = torch.cat([torch.eye(3), torch.tensor([[0.1], [0.2], [-0.3]])], dim=1)
+    path = extract_mesh_to_file(fake_pipeline(model, transform, 0.25), tmp_path / "run" / "mesh.ply", resolution=20)
+    mesh = trimesh.load(path, process=False)
+    center_world = (np.asarray(SPHERE_CENTER) / 0.25) - np.array([0.1, 0.2, -0.3])
+    radii = np.linalg.norm(np.asarray(mesh.vertices) - center_world, axis=1)
+    assert np.abs(radii - SPHERE_RADIUS / 0.25).max() < 0.05 * SPHERE_RADIUS / 0.25
+
+
+def test_nerfstudio_exporter_hooks_and_texturing_on_cpu(tmp_path):
+    """What `ns-export marching-cubes` calls after its CUDA-only grid: the SDF hook, then
+    texture_utils.export_textured_mesh (short rays with their own near / far, get_rgba_image)."""
+    from nerfstudio.exporter import texture_utils
+    from nerfstudio.exporter.exporter_utils import Mesh
+    from PIL import Image
+
+    model = small_model()
+    assert hasattr(model.config, "sdf_field")
+    points = torch.tensor([[0.05, 0.0, -0.05], [0.55, 0.0, -0.05], [0.0, 0.9, 0.0]])
+    sdf = model.field.forward_geonetwork(points)[:, 0].contiguous()
+    np.testing.assert_allclose(sdf.detach().numpy(), [-0.5, 0.0, np.linalg.norm([-0.05, 0.9, 0.05]) - 0.5], atol=1e-6)
+
+    mesh = extract_mesh(lambda x: model.field.forward_geonetwork(x)[:, 0], 16)
+    ns_mesh = Mesh(
+        vertices=torch.as_tensor(mesh.vertices, dtype=torch.float32),
+        faces=torch.as_tensor(mesh.faces, dtype=torch.long),
+        normals=torch.as_tensor(np.array(mesh.vertex_normals), dtype=torch.float32),
+    )
+    texture_utils.export_textured_mesh(ns_mesh, fake_pipeline(model), tmp_path, px_per_uv_triangle=None,
+                                       unwrap_method="xatlas", num_pixels_per_side=48)
+    assert (tmp_path / "mesh.obj").is_file() and (tmp_path / "material_0.mtl").is_file()
+    texture = np.asarray(Image.open(tmp_path / "material_0.png").convert("RGB"))
+    # texels inside the UV charts sit on the surface: their short rays hit it (black otherwise);
+    # nerfstudio also shades texels outside every chart, off the surface, which stay black
+    assert (texture.max(-1) > 0).mean() > 0.5
+    rgba = model.get_rgba_image({"rgb": torch.rand(4, 5, 3), "accumulation": torch.ones(4, 5, 1)}, "rgb")
+    assert rgba.shape == (4, 5, 4)
+
+
+# ---------------------------------------------------------------------------------------------------- eval_mesh.py
+
+
+def test_eval_mesh_matches_brute_force():
+    eval_mesh = _load_eval_mesh()
+    rng = np.random.default_rng(3)
+    pred, gt = rng.normal(size=(50, 3)), rng.normal(size=(70, 3)) + 0.1
+    threshold = 0.3
+    d = np.linalg.norm(pred[:, None] - gt[None], axis=-1)
+    accuracy, completeness = d.min(1).mean(), d.min(0).mean()
+    precision, recall = (d.min(1) < threshold).mean(), (d.min(0) < threshold).mean()
+    result = eval_mesh.point_metrics(pred, gt, threshold)
+    assert result["accuracy"] == pytest.approx(accuracy)
+    assert result["completeness"] == pytest.approx(completeness)
+    assert result["chamfer"] == pytest.approx((accuracy + completeness) / 2)
+    assert result["precision"] == pytest.approx(precision) and result["recall"] == pytest.approx(recall)
+    assert result["fscore"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert (result["num_points_pred"], result["num_points_gt"]) == (50, 70)
+
+
+def test_eval_mesh_cli_one_json_line_with_sphere_cut(tmp_path):
+    import trimesh
+
+    gt = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    pred = trimesh.creation.icosphere(subdivisions=3, radius=1.02)
+    far = trimesh.creation.box(extents=(0.2, 0.2, 0.2))
+    far.apply_translation((5.0, 0.0, 0.0))  # outside the cutting sphere: must not count
+    gt.export(tmp_path / "gt.ply")
+    trimesh.util.concatenate([pred, far]).export(tmp_path / "pred.ply")
+    args = [sys.executable, str(EVAL_MESH), "--mesh", str(tmp_path / "pred.ply"), "--gt", str(tmp_path / "gt.ply"),
+            "--num-points", "5000", "--threshold", "0.05"]
+    cut = subprocess.run(args + ["--sphere-center", "0", "0", "0", "--sphere-radius", "2"], capture_output=True, text=True, check=True)
+    lines = cut.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert 0.015 < result["accuracy"] < 0.05 and result["fscore"] > 0.9  # radius 1.02 vs 1 (+ sampling)
+    uncut = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    assert uncut["accuracy"] > 0.05  # the far box counts without the cut
+    again = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    assert again == uncut  # seeded
+
+
+def test_eval_mesh_scene_sphere_from_scale_mat():
+    eval_mesh = _load_eval_mesh()
+    center, radius = eval_mesh.sphere_from_scene(SAMPLE)
+    scene = json.loads((SAMPLE / "scene.json").read_text())
+    np.testing.assert_allclose(center, scene["centre"])
+    assert radius == pytest.approx(scene["scale"])
