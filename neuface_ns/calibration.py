@@ -4,10 +4,15 @@ Each training image owns a 50-d latent (N(0, 0.1) init, max-norm 1); an MLP maps
 colour matrix A and the output colour is clamp(raw @ A, 0, 1) (row vector times A). This absorbs
 exposure / white-balance differences between cameras. At evaluation (held-out views, viewer)
 one fixed latent is used: the mean of the training latents, or a chosen index.
+
+A starts at I / pi. That is Lambert's 1/pi (diffuse radiance = albedo / pi x irradiance), so with
+the paper's initial light the first renders are mid-grey instead of clamped white (a clamped
+colour has no gradient), and the spec's "albedo x pi through A" display shows the albedo itself.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -21,9 +26,9 @@ class PhotometricCalibration(nn.Module):
         self.latents = nn.Parameter(torch.randn(max(num_images, 1), latent_dim) * 0.1)
         self.mlp = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 9))
         with torch.no_grad():
-            # Start near the identity: the bias carries I, the weights start small.
+            # Start near I / pi: the bias carries it, the weights start small.
             nn.init.normal_(self.mlp[-1].weight, std=1e-3)
-            self.mlp[-1].bias.copy_(torch.eye(3).flatten())
+            self.mlp[-1].bias.copy_(torch.eye(3).flatten() / math.pi)
 
     def _renormed(self, latents: torch.Tensor) -> torch.Tensor:
         norms = latents.norm(dim=-1, keepdim=True).clamp(min=1e-12)

@@ -16,3 +16,11 @@ class NeuFaceInputError(SystemExit):
 
 class TrainingDivergedError(SystemExit):
     """The loss became NaN / inf: stop with one line instead of writing a broken checkpoint."""
+
+
+class ConfigError(SystemExit):
+    """An inconsistent configuration (e.g. from command-line flags): one line, no traceback."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+        super().__init__(f"neuface-ns: configuration: {problem}")

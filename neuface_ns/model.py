@@ -30,7 +30,7 @@ from neuface_ns.eval import masked_image_metrics
 from neuface_ns.fields.neuface_field import NeuFaceField, NeuFaceFieldConfig
 from neuface_ns.lighting import SHEnvironmentLight
 from neuface_ns.render.surface import differentiable_surface_points
-from neuface_ns.render.tracing import sphere_trace, trace_interval
+from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace, trace_interval
 from neuface_ns.render.volume import LaplaceDensity, composite, compositing_weights, near_surface_distances
 
 #: Outputs shown by the viewer, in its "Output type" order (rgb first = the default).
@@ -161,7 +161,13 @@ class NeuFaceModel(Model):
             matrices = self.calibration.matrices(None, self._fixed_latent_index())
 
         if self.config.render_mode == "volume":
-            outputs = self._render_volume(origins, directions, trace.t_hit, hit, t_near, t_far, valid)
+            # The spec's infinite last interval stands for "the ray ends at the bounding sphere"; a ray the
+            # caller cut short with its own far (nerfstudio's mesh texturing) must not paint what lies beyond.
+            infinite_last = torch.full_like(valid, self.config.infinite_last_interval)
+            if ray_bundle.fars is not None:
+                _, sphere_exit, _ = ray_sphere_intersection(origins, directions, self.config.bounding_sphere_radius)
+                infinite_last = infinite_last & (ray_bundle.fars.reshape(-1) >= sphere_exit)
+            outputs = self._render_volume(origins, directions, trace.t_hit, hit, t_near, t_far, valid, infinite_last)
         else:
             outputs = self._render_surface(origins, directions, trace, hit, valid)
 
@@ -177,7 +183,7 @@ class NeuFaceModel(Model):
         irradiance = self.light.irradiance(normals)
         diffuse = material["albedo"] * irradiance
         reflected = reflect(view_out, normals)
-        light_integral = self.light.specular_light(reflected, material["roughness"])
+        light_integral = self.light.specular_light(reflected, material["roughness"], light)
         basis = self.field.integrated_basis(view_out, normals, material["roughness"])
         specular = material["specular_intensity"] * light_integral * material_integral(material["brdf_coefficients"], basis)
         return {
@@ -190,7 +196,9 @@ class NeuFaceModel(Model):
             "light_integral": light_integral,
         }
 
-    def _render_volume(self, origins, directions, t_hit, hit, t_near, t_far, valid) -> Dict[str, torch.Tensor]:
+    def _render_volume(
+        self, origins, directions, t_hit, hit, t_near, t_far, valid, infinite_last: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         n, s = origins.shape[0], self.config.num_samples
         rays = valid.nonzero().squeeze(-1)
         t = near_surface_distances(
@@ -203,14 +211,14 @@ class NeuFaceModel(Model):
         view_out = (-dirs[:, None, :]).expand(-1, s, -1).reshape(-1, 3)
         shaded = self._shade(points, normals, view_out)
         weights, opacity = compositing_weights(
-            self.density(sdf).reshape(-1, s), t, infinite_last=self.config.infinite_last_interval
+            self.density(sdf).reshape(-1, s), t, infinite_last=infinite_last[rays]
         )
         per_ray = {
             name: composite(shaded[name].reshape(-1, s, shaded[name].shape[-1]), weights)
             for name in ("raw", "albedo", "diffuse", "specular", "roughness")
         }
         per_ray["normal_vector"] = composite(normals.reshape(-1, s, 3), weights)
-        per_ray["depth"] = (weights * t).sum(-1, keepdim=True)
+        per_ray["depth"] = (weights * t).sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp(min=1e-10)
         per_ray["accumulation"] = opacity
         outputs = _scatter_rays(per_ray, rays, n)
         if self.training:

@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from neuface_ns.errors import ConfigError
 import torch.nn.functional as F
 
 from neuface_ns.brdf import IntegratedBasis, IntegratedBasisConfig
@@ -155,13 +157,8 @@ def test_weight_norm_is_used_and_trainable():
     assert "layers.0.weight" in {n for n, _ in plain.named_parameters()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): hidden_dim <= positional-encoding width (3 + 6 * num_frequencies) crashes with "
-    "'negative dimension' from nn.Linear instead of a clear configuration error",
-)
 def test_too_narrow_sdf_network_is_a_clear_config_error():
-    with pytest.raises(ValueError, match="hidden_dim"):
+    with pytest.raises(ConfigError, match="hidden-dim=32 is too narrow"):
         IDRSDFNetworkConfig(hidden_dim=32, num_frequencies=6).setup()
 
 

@@ -198,13 +198,6 @@ def test_sphere_trace_hits_an_analytic_sphere(max_iterations):
     assert bool(((result.t_hit[hits] >= t_near[hits] - 1e-6) & (result.t_hit[hits] <= t_far[hits] + 1e-6)).all())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): when a step overshoots the surface (a learned SDF with |grad f| > 1, e.g. the "
-    "geometric init of small networks or f = 1.5 * sphere), sphere_trace accepts a single secant step through "
-    "the bracket without refining it, the dense fallback starts from the overshot (inside) front, and the "
-    "two fronts 'crossing' inside the object is taken as a miss",
-)
 @pytest.mark.parametrize("gradient_norm", [1.2, 1.5])
 def test_sphere_trace_with_an_overestimating_sdf(gradient_norm):
     """f = k (|x - c| - r) has the same zero level set as the sphere; tracing must find it for k > 1 too."""

@@ -58,8 +58,10 @@ class NeuFaceField(Field):
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf_parts(x)[0]
 
+    @torch.no_grad()
     def forward_geonetwork(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, 3] -> [N, 1] with the SDF in column 0 (nerfstudio's marching-cubes contract)."""
+        """[N, 3] -> [N, 1] with the SDF in column 0 (nerfstudio's marching-cubes contract; no graph,
+        so a 512^3 export does not keep activations)."""
         return self.sdf(x)
 
     def sdf_and_gradient(

@@ -16,6 +16,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from nerfstudio.configs.base_config import InstantiateConfig
 
+from neuface_ns.errors import ConfigError
+
 
 class PositionalEncoding(nn.Module):
     """[x, sin(2^k x), cos(2^k x)] for k < num_frequencies (NeRF/IDR style, input kept)."""
@@ -87,6 +89,11 @@ class IDRSDFNetwork(ShapePrior):
         super().__init__(config)
         self.encoding = PositionalEncoding(config.num_frequencies)
         d_in = self.encoding.output_dim
+        if config.skip_layers and config.hidden_dim <= d_in:
+            raise ConfigError(
+                f"sdf-network.hidden-dim={config.hidden_dim} is too narrow for a skip connection: it must exceed "
+                f"the encoded input size {d_in} (3 + 6 x num-frequencies={config.num_frequencies})"
+            )
         dims = [d_in] + [config.hidden_dim] * config.num_layers + [1]
         self.layers = nn.ModuleList()
         for i in range(len(dims) - 1):

@@ -64,50 +64,78 @@ def sphere_trace(
     secant_steps: int = 8,
     find_min_sdf: bool = False,
 ) -> TraceResult:
-    """Trace unit-direction rays through an SDF on [t_near, t_far] (all [N])."""
+    """Trace unit-direction rays through an SDF on [t_near, t_far] (all [N]).
+
+    Learned SDFs are not exactly 1-Lipschitz, so a step can overshoot into the object: the last
+    point known to be outside and the first inside then bracket the surface and the secant method
+    refines it. Rays still unresolved after `max_iterations` are searched densely from their last
+    outside point.
+    """
     n = origins.shape[0]
+    device = origins.device
     t_lo, t_hi = t_near.clone(), t_far.clone()
-    hit = torch.zeros(n, dtype=torch.bool, device=origins.device)
+    hit = torch.zeros(n, dtype=torch.bool, device=device)
     done = t_lo >= t_hi  # empty interval: nothing to trace
-    prev_t = t_lo.clone()
-    prev_s = torch.full_like(t_lo, float("inf"))
+    outside_t = t_near.clone()  # last distance known to be outside (sdf > 0) ...
+    outside_s = torch.full_like(t_lo, float("nan"))  # ... and its sdf (nan: none yet)
 
     for _ in range(max_iterations):
         active = (~done).nonzero().squeeze(-1)
         if active.numel() == 0:
             break
-        o, d = origins[active], directions[active]
-        s_lo = _sdf(sdf_fn, o + t_lo[active, None] * d)
-        converged = s_lo < threshold
-        # Converged (or overshot): one secant step through the last two positions, exact for a
-        # locally planar surface; it extrapolates when s >= 0 and steps back when s < 0.
-        t_c, s_prev, t_prev = t_lo[active], prev_s[active], prev_t[active]
-        secant_ok = torch.isfinite(s_prev) & (s_prev > s_lo)
-        secant = t_c + s_lo * (t_c - t_prev) / (s_prev - s_lo).clamp(min=1e-12)
-        fallback = torch.where(s_lo < 0, t_c, t_c + s_lo)
-        t_final = torch.where(secant_ok, torch.minimum(torch.maximum(secant, t_prev), t_c + 4 * threshold), fallback)
-        conv_idx = active[converged]
-        t_lo[conv_idx] = t_final[converged]
-        hit[conv_idx] = True
-        done[conv_idx] = True
+        o, d, t_c = origins[active], directions[active], t_lo[active]
+        s_c = _sdf(sdf_fn, o + t_c[:, None] * d)
+        has_outside = ~torch.isnan(outside_s[active])
+        converged = (s_c >= 0) & (s_c < threshold)
+        overshot = (s_c < 0) & has_outside
+        inside_at_start = (s_c < 0) & ~has_outside  # the object reaches the start of the interval
 
-        march = active[~converged]
+        if converged.any():
+            # Within the threshold but still in front of the surface (by ~s / cos): one secant
+            # extrapolation through the previous outside point, exact for a locally planar surface.
+            rows = active[converged]
+            t_prev, s_prev = outside_t[rows], outside_s[rows]
+            t_now, s_now = t_c[converged], s_c[converged]
+            slope_ok = ~torch.isnan(s_prev) & (s_prev > s_now)
+            step = s_now * (t_now - t_prev) / (s_prev - s_now).clamp(min=1e-12)
+            step = torch.where(slope_ok, step.clamp(max=4 * threshold), torch.zeros_like(step))
+            t_lo[rows] = t_now + step
+            hit[rows] = True
+            done[rows] = True
+        if inside_at_start.any():
+            rows = active[inside_at_start]
+            hit[rows] = True
+            done[rows] = True
+        if overshot.any():
+            rows = active[overshot]
+            t_lo[rows] = _secant(
+                sdf_fn, origins[rows], directions[rows], outside_t[rows], outside_s[rows],
+                t_c[overshot], s_c[overshot], secant_steps,
+            )
+            hit[rows] = True
+            done[rows] = True
+
+        march_mask = s_c >= threshold
+        march = active[march_mask]
         if march.numel() == 0:
-            break
-        prev_t[march] = t_lo[march]
-        prev_s[march] = s_lo[~converged]
-        t_lo[march] = t_lo[march] + s_lo[~converged]
+            continue
+        outside_t[march] = t_c[march_mask]
+        outside_s[march] = s_c[march_mask]
+        t_lo[march] = t_c[march_mask] + s_c[march_mask]
         s_hi = _sdf(sdf_fn, origins[march] + t_hi[march, None] * directions[march])
         t_hi[march] = t_hi[march] - s_hi.clamp(min=0.0)
-        crossed = t_lo[march] >= t_hi[march]
-        done[march[crossed]] = True  # the fronts met: the ray passes the object (a miss)
+        # Fronts met and the front point is past the interval: a miss. (If the front stepped into
+        # the object, the next iteration sees s < 0 and brackets it.)
+        beyond = t_lo[march] >= t_far[march]
+        met = (t_lo[march] >= t_hi[march]) & (s_hi > 0)
+        done[march[beyond | met]] = True
 
-    # Dense fallback between the two fronts for rays that ran out of iterations.
+    # Dense fallback from the last outside point for rays that ran out of iterations.
     t_min_sdf = t_near.clone()
     unresolved = (~done).nonzero().squeeze(-1)
     if unresolved.numel() > 0 and dense_steps > 1:
         t_hit_dense, hit_dense, t_min_dense = _dense_search(
-            sdf_fn, origins[unresolved], directions[unresolved], t_lo[unresolved], t_hi[unresolved],
+            sdf_fn, origins[unresolved], directions[unresolved], outside_t[unresolved], t_far[unresolved],
             dense_steps, secant_steps,
         )
         t_lo[unresolved] = t_hit_dense
@@ -122,6 +150,36 @@ def sphere_trace(
             )
             t_min_sdf[missed] = t_min_missed
     return TraceResult(t_hit=t_lo, hit=hit, t_min_sdf=t_min_sdf)
+
+
+def _secant(
+    sdf_fn: SDFFunction,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_a: torch.Tensor,
+    s_a: torch.Tensor,
+    t_b: torch.Tensor,
+    s_b: torch.Tensor,
+    steps: int,
+) -> torch.Tensor:
+    """Bracketed secant refinement (Illinois regula falsi) of s_a > 0 > s_b: the retained end's
+    value is halved when the same side is kept twice, which avoids plain regula falsi's one-sided
+    slow convergence while never leaving the bracket."""
+    t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+    kept_a = torch.zeros_like(t_a, dtype=torch.bool)
+    kept_b = torch.zeros_like(t_a, dtype=torch.bool)
+    for _ in range(steps):
+        s_mid = _sdf(sdf_fn, origins + t_mid[:, None] * directions)
+        positive = s_mid > 0
+        s_b = torch.where(positive & kept_b, s_b * 0.5, s_b)  # b kept again: halve it
+        s_a = torch.where(~positive & kept_a, s_a * 0.5, s_a)  # a kept again: halve it
+        t_a = torch.where(positive, t_mid, t_a)
+        s_a = torch.where(positive, s_mid, s_a)
+        t_b = torch.where(positive, t_b, t_mid)
+        s_b = torch.where(positive, s_b, s_mid)
+        kept_b, kept_a = positive, ~positive
+        t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+    return t_mid
 
 
 def _dense_search(
@@ -144,26 +202,17 @@ def _dense_search(
     first_neg = torch.argmax(negative.to(torch.int8), dim=1)  # first True (0 if none)
     t_min = t.gather(1, s.argmin(dim=1, keepdim=True)).squeeze(1)
 
-    hit = has_crossing & (first_neg > 0)
-    t_hit = torch.where(has_crossing & (first_neg == 0), t_start, t_min)  # already inside at the start
-    rows = hit.nonzero().squeeze(-1)
+    inside_at_start = has_crossing & (first_neg == 0)
+    crossing = has_crossing & (first_neg > 0)
+    t_hit = torch.where(inside_at_start, t_start, t_min)
+    rows = crossing.nonzero().squeeze(-1)
     if rows.numel() > 0:
         idx_b = first_neg[rows]
-        t_a, t_b = t[rows, idx_b - 1], t[rows, idx_b]
-        s_a, s_b = s[rows, idx_b - 1], s[rows, idx_b]
-        o, d = origins[rows], directions[rows]
-        t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
-        for _ in range(secant_steps):
-            s_mid = _sdf(sdf_fn, o + t_mid[:, None] * d)
-            positive = s_mid > 0
-            t_a = torch.where(positive, t_mid, t_a)
-            s_a = torch.where(positive, s_mid, s_a)
-            t_b = torch.where(positive, t_b, t_mid)
-            s_b = torch.where(positive, s_b, s_mid)
-            t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
-        t_hit[rows] = t_mid
-    hit = hit | (has_crossing & (first_neg == 0))
-    return t_hit, hit, t_min
+        t_hit[rows] = _secant(
+            sdf_fn, origins[rows], directions[rows],
+            t[rows, idx_b - 1], s[rows, idx_b - 1], t[rows, idx_b], s[rows, idx_b], secant_steps,
+        )
+    return t_hit, has_crossing, t_min
 
 
 def trace_interval(

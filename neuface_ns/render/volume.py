@@ -41,16 +41,18 @@ def near_surface_distances(
 
 
 def compositing_weights(
-    densities: torch.Tensor, t: torch.Tensor, infinite_last: bool = True
+    densities: torch.Tensor, t: torch.Tensor, infinite_last: bool | torch.Tensor = True
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Alpha-compositing weights [N, S] and the finite-interval opacity [N, 1].
 
     delta_i = t_{i+1} - t_i; the last interval is infinite when `infinite_last` (spec), so the
     weights always sum to one; the returned opacity excludes that last interval, which makes it a
-    meaningful foreground `accumulation` for the viewer and exporters.
+    meaningful foreground `accumulation` for the viewer and exporters. `infinite_last` may be a
+    per-ray bool tensor [N].
     """
     deltas = t[:, 1:] - t[:, :-1]
-    last = torch.full_like(t[:, :1], 1e10 if infinite_last else 0.0)
+    infinite = torch.as_tensor(infinite_last, device=t.device).reshape(-1, 1).expand(t.shape[0], 1)
+    last = torch.where(infinite, torch.full_like(t[:, :1], 1e10), torch.zeros_like(t[:, :1]))
     deltas = torch.cat([deltas, last], dim=-1)
     tau = densities * deltas
     alpha = 1.0 - torch.exp(-tau)
