@@ -3,17 +3,22 @@
 - `paper()` (`neuface-facescape-paper`): the NeuFace face preset exactly. Near-surface volume rendering (sphere
   tracing 10 iterations / 5e-4, dense fallback 100 + secant 8; 32 samples in +-0.005 around hits, 32 between the
   sphere intersections for misses; Laplace density beta 0.01, min 1e-4), SDF = P + D with D = PE 6 -> 3 x 256 ReLU
-  -> 128 -> 1, P the face prior (without a pretrained ImFace checkpoint: the IDR MLP 8 x 512, skip at 4, PE 6,
-  initialised as a head-sized sphere in the face frame, see `neuface_ns/fields/face_prior.py`), SIREN 8 x 256,
-  integrated basis 8 x 256, k = 3, 1-channel specular, the six losses at 1 / 0.1 / 0.005 / 0.008 / 0.001 / 1000,
-  Adam lr 1e-4 (a pretrained prior's own weights: group "prior" at 1e-6; its latents: "prior_latents" at 1e-4),
-  2048 rays per step from one image, inside the mask's bounding box dilated by 30 px, images downscaled x4
-  (area filter), 3000 epochs (iterations = 3000 x training views) with lr x 0.5 at epochs 375, 750, ..., 2250.
-  Meant for a GPU.
+  -> 128 -> 1, P the face prior, SIREN 8 x 256, integrated basis 8 x 256, k = 3, 1-channel specular, the six losses
+  at 1 / 0.1 / 0.005 / 0.008 / 0.001 / 1000, Adam lr 1e-4 with the prior's weights at 1e-6 (param group "prior")
+  and its latents (if any) at 1e-4 ("prior_latents"), 2048 rays per step from one image, inside the mask's
+  bounding box dilated by 30 px, images downscaled x4 (area filter), 3000 epochs (iterations = 3000 x training
+  views) with lr x 0.5 at epochs 375, 750, ..., 2250. Without a pretrained ImFace checkpoint P is the IDR MLP
+  8 x 512 (skip at 4, PE 6) initialised as a head-sized sphere in the face frame
+  (`neuface_ns/fields/face_prior.py`); it keeps the prior's role and its lr / 100, so the shape is refined mostly
+  through the residual D, as in the paper. Swap in a pretrained prior with
+  `model.sdf_field.sdf_network = <LatentFacePriorConfig subclass>(checkpoint=...)`. Meant for a GPU.
 - `cpu_default()` (`neuface-facescape`): the same method (volume rendering, residual SDF, k = 3, 1-channel
-  specular, all losses, mask-box sampler) with small networks, 16 samples per ray instead of 32, a 48-step dense
-  fallback instead of 100, rays from all training images each step and higher learning rates, sized so the bundled
-  synthetic FaceScape-layout sample trains in under 10 minutes on 2 CPU cores.
+  specular, all six losses, mask-box sampler, P in its own "prior" group) with small networks (P 4 x 128, D 3
+  layers of 64/64/32, SIREN 4 x 128, basis 3 x 64), 8 samples per ray instead of 32, a 48-step dense fallback
+  instead of 100, 512 rays per step spread over all training images, 2000 iterations, higher learning rates
+  (fields 5e-4, P 5e-5 = lr / 10, light 5e-3, calibration 1e-3; x 0.5 at steps 1300 and 1750). Sized so the bundled
+  synthetic FaceScape-layout sample trains in under 10 minutes on 2 CPU cores. (With P at the full lr the initial
+  sphere collapses within a few dozen steps on CPU; at lr / 100 the appearance sometimes falls into all-black.)
 
 All images of the split are cached once (FaceScape mixes camera resolutions, so they are collated as per-image
 lists); the "one image per step" of the paper is done by the pixel sampler, not by re-reading an image every step.
@@ -84,7 +89,9 @@ def paper() -> NeuFaceTrainerConfig:
     model = NeuFaceModelConfig(
         render_mode="volume",
         sdf_field=NeuFaceFieldConfig(
-            sdf_network=FaceIDRSDFNetworkConfig(hidden_dim=512, num_layers=8, skip_layers=(4,), num_frequencies=6),
+            sdf_network=FaceIDRSDFNetworkConfig(
+                hidden_dim=512, num_layers=8, skip_layers=(4,), num_frequencies=6, param_group="prior"
+            ),
             residual=ResidualSDFConfig(hidden_dims=(256, 256, 256, 128), num_frequencies=6),
             appearance=SpatialAppearanceConfig(hidden_dim=256, num_layers=8, skip_layers=(4,), num_basis=3, specular_channels=1),
             integrated_basis=IntegratedBasisConfig(hidden_dim=256, num_layers=8, num_basis=3),
@@ -134,13 +141,15 @@ def cpu_default() -> NeuFaceTrainerConfig:
     model = NeuFaceModelConfig(
         render_mode="volume",
         sdf_field=NeuFaceFieldConfig(
-            sdf_network=FaceIDRSDFNetworkConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6),
+            sdf_network=FaceIDRSDFNetworkConfig(
+                hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6, param_group="prior"
+            ),
             residual=ResidualSDFConfig(hidden_dims=(64, 64, 32), num_frequencies=6),
             appearance=SpatialAppearanceConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_basis=3, specular_channels=1),
             integrated_basis=IntegratedBasisConfig(hidden_dim=64, num_layers=3, num_basis=3),
         ),
         dense_steps=48,
-        num_samples=16,
+        num_samples=8,
         mask_loss_mult=0.0,
         eval_num_rays_per_chunk=4096,
     )
@@ -160,7 +169,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         ),
         optimizers=facescape_optimizers(
             5e-4, max_steps=iterations, milestones=(1300, 1750), light_lr=5e-3, calibration_lr=1e-3,
-            prior_lr=5e-6, latent_lr=5e-4,
+            prior_lr=5e-5, latent_lr=5e-4,
         ),
         viewer=viewer(),
         vis="tensorboard",

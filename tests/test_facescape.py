@@ -373,7 +373,8 @@ def test_paper_preset_is_the_face_paper_setting():
     assert (m.trace_iterations, m.trace_threshold, m.dense_steps, m.secant_steps) == (10, 5e-4, 100, 8)
     assert (m.beta_init, m.beta_min) == (0.01, 1e-4)
     f = m.sdf_field
-    assert isinstance(f.sdf_network, FaceIDRSDFNetworkConfig)
+    assert isinstance(f.sdf_network, FaceIDRSDFNetworkConfig) and f.sdf_network.param_group == "prior"
+    assert (f.sdf_network.hidden_dim, f.sdf_network.num_layers, f.sdf_network.skip_layers) == (512, 8, (4,))
     assert f.residual is not None and tuple(f.residual.hidden_dims) == (256, 256, 256, 128) and f.residual.num_frequencies == 6
     assert (f.appearance.hidden_dim, f.appearance.num_layers, f.appearance.num_basis, f.appearance.specular_channels) == (256, 8, 3, 1)
     assert (f.integrated_basis.hidden_dim, f.integrated_basis.num_layers, f.integrated_basis.num_basis) == (256, 8, 3)

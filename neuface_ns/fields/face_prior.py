@@ -9,8 +9,9 @@ Two kinds of P plug into `NeuFaceFieldConfig.sdf_network`:
   region; `FaceIDRSDFNetwork` evaluates the IDR network at x - c instead, so it starts as |x - c| - r with
   c = (0, 0, -0.25), r = 0.7: a 140 mm ball whose front lies 5 mm in front of the nose tip and whose whole extent
   stays inside the unit bounding sphere (|c| + r = 0.95), so sphere tracing starts outside the surface
-  everywhere. The shift is a fixed reparametrisation (x - c into the same network), nothing else changes;
-  the weights train with the other networks (param group "fields").
+  everywhere. The shift is a fixed reparametrisation (x - c into the same network), nothing else changes.
+  ``param_group`` chooses its optimiser group: "fields" (with the other networks) or "prior" (the FaceScape
+  presets: P keeps the prior's role and its own, lower lr; the residual D does the fine fitting).
 - `LatentFacePriorConfig`: the base for a pretrained ImFace-like prior. It owns an identity and an expression
   latent (penalised by the latent loss through `latent_parameters()`) and network weights that are fine-tuned
   in their own optimiser group "prior" (`param_group = "prior"`; the face paper preset gives it lr / 100 =
