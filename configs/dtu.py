@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
-
 from neuface_ns.brdf import IntegratedBasisConfig
 from neuface_ns.configs.common import datamanager, default_machine, optimizers, viewer
 from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
@@ -20,6 +18,7 @@ from neuface_ns.fields.appearance import SpatialAppearanceConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import IDRSDFNetworkConfig
 from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.pipeline import NeuFacePipelineConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 
@@ -47,7 +46,7 @@ def paper() -> NeuFaceTrainerConfig:
         steps_per_save=5000,
         mixed_precision=False,
         machine=default_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NeuFacePipelineConfig(
             datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=2048, images_per_batch=1),
             model=model,
         ),
@@ -82,7 +81,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         mixed_precision=False,
         final_mesh_resolution=192,
         machine=default_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NeuFacePipelineConfig(
             datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=1024),
             model=model,
         ),

@@ -33,7 +33,6 @@ from nerfstudio.data.datamanagers.base_datamanager import (
 )
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 from neuface_ns.brdf import IntegratedBasisConfig
 from neuface_ns.configs.common import default_machine, viewer
@@ -44,6 +43,7 @@ from neuface_ns.fields.face_prior import FaceIDRSDFNetworkConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import ResidualSDFConfig
 from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.pipeline import NeuFacePipelineConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 PAPER_EPOCHS = 3000
@@ -123,7 +123,7 @@ def paper() -> NeuFaceTrainerConfig:
         steps_per_save=5000,
         mixed_precision=False,
         machine=default_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NeuFacePipelineConfig(
             datamanager=facescape_datamanager(rays_per_batch=2048, one_image_per_step=True),
             model=model,
         ),
@@ -163,7 +163,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         mixed_precision=False,
         final_mesh_resolution=192,
         machine=default_machine(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=NeuFacePipelineConfig(
             datamanager=facescape_datamanager(rays_per_batch=512, one_image_per_step=False),
             model=model,
         ),
