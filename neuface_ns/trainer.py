@@ -21,6 +21,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocati
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import comms
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns.errors import TrainingDivergedError
@@ -77,7 +78,7 @@ class NeuFaceTrainer(Trainer):
         return checkpoints[-1] if checkpoints else None
 
     def _finish(self, step: int) -> None:
-        if self.local_rank != 0:
+        if not comms.is_main_process():  # global rank 0 only, also across machines
             return
         from neuface_ns.export import extract_mesh_to_file  # lazy: keeps trainer import light
 
