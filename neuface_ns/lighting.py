@@ -19,6 +19,7 @@ differentiable for the specular reflection direction.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -153,3 +154,136 @@ class SHEnvironmentLight(nn.Module):
         basis = real_spherical_harmonics(reflected, self.order)
         attenuation = torch.exp(-self.degree_term * roughness)
         return torch.relu((basis * attenuation) @ c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotating an SH light exactly, and the bundled environment-light presets (viewer / relighting).
+# ---------------------------------------------------------------------------------------------
+
+#: Bundled environment lights (neuface_ns/lights/<name>.npy), in the basis above, [(10+1)^2, 3].
+LIGHT_PRESET_DIR = Path(__file__).parent / "lights"
+LIGHT_PRESETS = ("studio_key", "overcast", "warm_side")
+
+#: How the presets are made: a constant ambient term plus smooth lobes exp(k (d.u - 1)) around the
+#: direction u *towards* the light, in the face frame of the bundled data (y up, the face looks
+#: towards +z, the subject's left at +x); projected onto the SH up to order 10 by quadrature and
+#: scaled so that the mean l = 0 coefficient equals the paper's initial light's (about 3.47).
+#: Entries: ambient RGB, then (direction, sharpness k, RGB) per lobe.
+LIGHT_PRESET_DEFINITIONS = {
+    # Key light above and to the camera's left of the face, a dim fill from the other side, dim ambient.
+    "studio_key": ((0.03, 0.03, 0.03), (((-0.55, 0.55, 0.65), 12.0, (1.0, 0.97, 0.92)), ((0.8, 0.0, 0.6), 6.0, (0.25, 0.26, 0.3)))),
+    # Soft, slightly blue sky dome from above plus a bright ambient (low contrast, weak highlights).
+    "overcast": ((0.35, 0.37, 0.40), (((0.0, 1.0, 0.15), 1.5, (0.55, 0.58, 0.65)),)),
+    # Warm low sun from the subject's left (+x), cool dim ambient.
+    "warm_side": ((0.015, 0.02, 0.035), (((1.0, 0.15, 0.25), 8.0, (1.0, 0.62, 0.30)),)),
+}
+
+
+def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, degrees: bool = True) -> torch.Tensor:
+    """3x3 float64 rotation R = R_y(yaw) R_x(pitch) R_z(roll) (world axes; y is up in the face frame).
+
+    Rotating a light by R moves what came from direction u to come from R u.
+    """
+    if degrees:
+        yaw, pitch, roll = (math.radians(a) for a in (yaw, pitch, roll))
+    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    r_y = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]], dtype=torch.float64)
+    r_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]], dtype=torch.float64)
+    r_z = torch.tensor([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return r_y @ r_x @ r_z
+
+
+def fibonacci_directions(n: int) -> torch.Tensor:
+    """n well-spread unit directions (float64), deterministic."""
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / n
+    r = torch.sqrt((1.0 - z * z).clamp(min=0.0))
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], dim=-1)
+
+
+def sh_rotation_matrix(rotation: torch.Tensor, order: int = MAX_SH_ORDER) -> torch.Tensor:
+    """Block-diagonal real Wigner-D matrix M [(order+1)^2, (order+1)^2] (float64) of a 3x3 rotation R.
+
+    For coefficients c (any trailing channels), c' = M c is the light rotated by R:
+    sum_i c'_i Y_i(d) = sum_i c_i Y_i(R^T d) for every direction d. Rotations do not mix degrees, so each
+    band l is a (2l+1) x (2l+1) orthogonal block D_l, the real Wigner-D matrix, defined by
+    Y_l(R^T d) = D_l^T Y_l(d) (column vectors of the band's 2l+1 functions). Because that identity holds
+    exactly for every d, D_l is recovered exactly (up to float64 round-off, ~1e-13) by solving it in the
+    least-squares sense on a fixed set of well-spread directions (many more than 2l+1, well conditioned).
+    """
+    rotation = torch.as_tensor(rotation, dtype=torch.float64).cpu()
+    if rotation.shape != (3, 3):
+        raise ValueError(f"rotation must be 3x3, got {tuple(rotation.shape)}")
+    directions = fibonacci_directions(max(64, 4 * num_sh_coefficients(order)))
+    basis = real_spherical_harmonics(directions, order)  # [N, K]
+    basis_rotated = real_spherical_harmonics(directions @ rotation, order)  # rows: Y(R^T d)
+    size = num_sh_coefficients(order)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    for l in range(order + 1):
+        band = slice(l * l, (l + 1) * (l + 1))
+        # basis[:, band] @ X = basis_rotated[:, band]  =>  X = D_l^T ... and c'_band = X c_band.
+        solution = torch.linalg.lstsq(basis[:, band], basis_rotated[:, band]).solution
+        matrix[band, band] = solution
+    return matrix
+
+
+def rotate_sh(coefficients: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate SH light coefficients [(L+1)^2, C] by a 3x3 rotation; returns a new tensor (same dtype/device)."""
+    size = coefficients.shape[0]
+    order = math.isqrt(size) - 1
+    if (order + 1) ** 2 != size:
+        raise ValueError(f"{size} is not a number of SH coefficients (L+1)^2")
+    matrix = sh_rotation_matrix(rotation, order).to(device=coefficients.device, dtype=coefficients.dtype)
+    return matrix @ coefficients
+
+
+def fit_sh_light(radiance_fn, order: int = MAX_SH_ORDER, num_directions: int = 20000) -> torch.Tensor:
+    """Project radiance_fn(directions [N, 3] float64) -> [N, C] onto the real SH up to `order`."""
+    directions = fibonacci_directions(num_directions)
+    basis = real_spherical_harmonics(directions, order)
+    return (4.0 * math.pi / num_directions) * basis.T @ radiance_fn(directions)
+
+
+def build_light_preset(name: str, order: int = MAX_SH_ORDER) -> torch.Tensor:
+    """The preset `name` from LIGHT_PRESET_DEFINITIONS as float32 [(order+1)^2, 3] coefficients."""
+    ambient, lobes = LIGHT_PRESET_DEFINITIONS[name]
+
+    def radiance(d: torch.Tensor) -> torch.Tensor:
+        value = torch.tensor(ambient, dtype=torch.float64).expand(d.shape[0], 3).clone()
+        for direction, sharpness, colour in lobes:
+            u = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float64), dim=0)
+            value = value + torch.exp(sharpness * (d @ u - 1.0))[:, None] * torch.tensor(colour, dtype=torch.float64)
+        return value
+
+    coefficients = fit_sh_light(radiance, order)
+    target_dc = torch.tensor(PAPER_INITIAL_LIGHT_L2[0], dtype=torch.float64).mean()
+    coefficients = coefficients * (target_dc / coefficients[0].mean())
+    return coefficients.float()
+
+
+def resize_sh_light(coefficients: torch.Tensor, order: int) -> torch.Tensor:
+    """Pad with zeros (higher orders) or truncate a [(L+1)^2, 3] light to `order`."""
+    size = num_sh_coefficients(order)
+    out = torch.zeros(size, coefficients.shape[1], dtype=coefficients.dtype, device=coefficients.device)
+    n = min(size, coefficients.shape[0])
+    out[:n] = coefficients[:n]
+    return out
+
+
+def load_sh_light(source: str | Path, order: int = MAX_SH_ORDER) -> torch.Tensor:
+    """A bundled preset name or a .npy file of shape [(L+1)^2, 3] -> float32 [(order+1)^2, 3].
+
+    Lights of a lower order are padded with zeros, higher orders are dropped.
+    """
+    import numpy as np
+
+    path = LIGHT_PRESET_DIR / f"{source}.npy" if str(source) in LIGHT_PRESETS else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no light '{source}': give one of {', '.join(LIGHT_PRESETS)} or a .npy file")
+    array = np.load(path, allow_pickle=False)
+    if array.ndim != 2 or array.shape[1] != 3 or math.isqrt(array.shape[0]) ** 2 != array.shape[0]:
+        raise ValueError(f"{path}: an SH light must have shape [(L+1)^2, 3], got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{path}: the light has non-finite values")
+    return resize_sh_light(torch.from_numpy(array.astype(np.float32)), order)

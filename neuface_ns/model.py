@@ -32,6 +32,7 @@ from neuface_ns.lighting import SHEnvironmentLight
 from neuface_ns.render.surface import differentiable_surface_points
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace, trace_interval
 from neuface_ns.render.volume import LaplaceDensity, composite, compositing_weights, near_surface_distances
+from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
 
 #: Outputs shown by the viewer, in its "Output type" order (rgb first = the default).
 DISPLAY_OUTPUTS = ("rgb", "albedo", "diffuse", "specular", "roughness", "normal", "depth", "accumulation")
@@ -92,6 +93,13 @@ class NeuFaceModel(Model):
         self.density = LaplaceDensity(self.config.beta_init, self.config.beta_min)
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
         self.current_mask_alpha = self.config.mask_alpha
+        # Viewer panel "NeuFace lighting" (relight, toggle terms when not training); no parameters, so
+        # checkpoints are unchanged, and it never writes to self.light.
+        self.add_module(LIGHTING_PANEL, LightingControls(self.config.sh_order))
+
+    @property
+    def lighting_controls(self) -> LightingControls:
+        return self._modules[LIGHTING_PANEL]
 
     # ------------------------------------------------------------------ nerfstudio hooks
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -180,12 +188,19 @@ class NeuFaceModel(Model):
     def _shade(self, points: torch.Tensor, normals: torch.Tensor, view_out: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Diffuse + specular radiance at surface/sample points (spec section 3)."""
         material = self.field.material(points)
-        irradiance = self.light.irradiance(normals)
+        light, diffuse_on, specular_on = self.light.coefficients, True, True
+        if not self.training:  # the viewer's lighting panel / scripts/relight.py
+            light, diffuse_on, specular_on = self.lighting_controls.shading(self.light.coefficients)
+        irradiance = self.light.irradiance(normals, light)
         diffuse = material["albedo"] * irradiance
         reflected = reflect(view_out, normals)
         light_integral = self.light.specular_light(reflected, material["roughness"], light)
         basis = self.field.integrated_basis(view_out, normals, material["roughness"])
         specular = material["specular_intensity"] * light_integral * material_integral(material["brdf_coefficients"], basis)
+        if not diffuse_on:
+            diffuse = torch.zeros_like(diffuse)
+        if not specular_on:
+            specular = torch.zeros_like(specular)
         return {
             "raw": diffuse + specular,
             "albedo": material["albedo"],
