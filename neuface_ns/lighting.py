@@ -55,7 +55,7 @@ def lambertian_factors(order: int) -> torch.Tensor:
 
     Closed form: pi, 2pi/3, then 0 for odd l >= 3 and
     2pi (-1)^(l/2 - 1) (l-2)! / (2^l (l/2 - 1)! (l/2 + 1)!) for even l >= 2
-    (pi/4, -pi/24, pi/64, -5pi/1024 ... as in the NeuFace table).
+    (pi/4, -pi/24, pi/64, -pi/128, 7pi/1536 as in the NeuFace table).
     """
     values = []
     for l in range(order + 1):
