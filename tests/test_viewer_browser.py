@@ -6,8 +6,9 @@
    the `websockets` client that viser already depends on),
 4. waits for the rendered frame and checks the object is visible against the empty (black) scene, and that
    the "Output type" list is the model's (rgb first and selected),
-5. clicks the "Light intensity" and then the "Light yaw (deg)" sliders of the "NeuFace lighting" panel with
-   real mouse events and checks that each next frame differs in the object region (and not in the empty scene).
+5. with real mouse events on the "NeuFace lighting" panel, switches the light to the warm_side preset, moves
+   the "Light yaw (deg)" slider and then the "Light intensity" slider, and checks that each next frame differs
+   in the object region (and not in the empty scene), the last one darker.
 
 Chromium is required: when it is missing the test FAILS (it is never skipped) and says what to install:
 `apt-get install -y chromium`. Set NEUFACE_CHROMIUM to use another Chromium/Chrome binary and
@@ -196,6 +197,34 @@ def _click_slider(browser: Chromium, label: str, fraction: float) -> None:
     browser.click(x + fraction * w, y + h / 2)
 
 
+def _choose(browser: Chromium, label: str, option: str) -> None:
+    """Open the dropdown labelled `label` and click `option` (real mouse events)."""
+    x, y, w, h = _element_box(browser, label)
+    browser.click(x + w / 2, y + h / 2)
+    deadline = time.time() + 10
+    while True:
+        box = browser.js(
+            "(() => { const l = [...document.querySelectorAll('label')].find(l => l.innerText.trim() === %s);"
+            " const input = document.getElementById(l.htmlFor);"
+            " const list = document.getElementById(input.getAttribute('aria-controls'));"
+            " const o = list && [...list.querySelectorAll('[role=option]')].find(o => o.innerText.trim() === %s);"
+            " if (!o) return null; const r = o.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()"
+            % (json.dumps(label), json.dumps(option))
+        )
+        if box and box[2] > 0:
+            break
+        assert time.time() < deadline, f"the {label!r} dropdown did not offer {option!r}"
+        time.sleep(0.2)
+    browser.click(box[0] + box[2] / 2, box[1] + box[3] / 2)
+
+
+def _dropdown_value(browser: Chromium, label: str) -> str:
+    return browser.js(
+        "(() => { const l = [...document.querySelectorAll('label')].find(l => l.innerText.trim() === %s);"
+        " return document.getElementById(l.htmlFor).value; })()" % json.dumps(label)
+    )
+
+
 def _canvas_box(browser: Chromium):
     """The part of the 3D canvas not covered by the control panel (which floats over its right side)."""
     box = browser.js(
@@ -308,26 +337,29 @@ def test_viewer_renders_the_face_and_the_lighting_panel_relights_it(tiny_checkpo
         assert options[0] == "rgb", options
         assert options[1][:8] == ["rgb", "albedo", "diffuse", "specular", "roughness", "normal", "depth", "accumulation"], options
 
-        # 3. Change the light with real clicks on the panel's sliders: intensity down to ~0.2 (the tiny model's
-        #    colours are saturated at the learned intensity), then yaw to about -90 degrees.
-        _click_slider(browser, "Light intensity", 0.1)
-        intensity = _slider_value(browser, "Light intensity")
-        assert 0 < intensity < 0.6, f"the click did not move the intensity slider (value {intensity})"
-        dimmed, dim_first, dim_settled = watcher.wait_for_new_frame(first, face, timeout=120, min_change=8.0)
-        assert dimmed[face].mean() < first[face].mean() - 8.0, "a lower light intensity did not darken the face"
-        corner_change = np.abs(dimmed - first).mean(-1)
+        # 3. Change the light with real clicks on the panel: switch to the warm_side preset, rotate it (yaw slider
+        #    at a quarter of its track, about -90 degrees), then dim it (intensity slider near its low end).
+        _choose(browser, "Light", "warm_side")
+        assert _dropdown_value(browser, "Light") == "warm_side"
+        preset, preset_first, preset_settled = watcher.wait_for_new_frame(first, face, timeout=120, min_change=4.0)
+        corner_change = np.abs(preset - first).mean(-1)
         assert max(corner_change[:40, :40].mean(), corner_change[-40:, -40:].mean()) < 2.0, "the empty scene changed"
 
         _click_slider(browser, "Light yaw (deg)", 0.25)
         yaw = _slider_value(browser, "Light yaw (deg)")
         assert -135 < yaw < -45, f"the click did not move the yaw slider (value {yaw})"
-        relit, yaw_first, yaw_settled = watcher.wait_for_new_frame(dimmed, face, timeout=120, min_change=2.0)
+        rotated, yaw_first, yaw_settled = watcher.wait_for_new_frame(preset, face, timeout=120, min_change=4.0)
         Image.fromarray(browser.screenshot()).save(shots / "viewer_relit_frame.png")
-        change = np.abs(relit - dimmed).mean(-1)
-        assert change[face].mean() > 2.0, f"rotating the light changed the face by only {change[face].mean():.2f} grey levels"
+
+        _click_slider(browser, "Light intensity", 0.1)
+        intensity = _slider_value(browser, "Light intensity")
+        assert 0 < intensity < 0.6, f"the click did not move the intensity slider (value {intensity})"
+        dimmed, dim_first, dim_settled = watcher.wait_for_new_frame(rotated, face, timeout=120, min_change=4.0)
+        assert dimmed[face].mean() < rotated[face].mean() - 4.0, "a lower light intensity did not darken the face"
         print(
-            f"\nfirst frame {first_seconds:.1f} s after the panel appeared; intensity click -> first changed frame"
-            f" {dim_first:.2f} s, settled full-res {dim_settled:.2f} s; yaw click -> {yaw_first:.2f} s / {yaw_settled:.2f} s"
+            f"\nfirst frame {first_seconds:.1f} s after the panel appeared; control change -> first changed /"
+            f" settled full-res frame: preset {preset_first:.2f} / {preset_settled:.2f} s,"
+            f" yaw {yaw_first:.2f} / {yaw_settled:.2f} s, intensity {dim_first:.2f} / {dim_settled:.2f} s"
         )
     finally:
         if browser is not None:
