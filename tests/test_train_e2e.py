@@ -224,3 +224,19 @@ def test_resume_continues_from_the_saved_step(e2e):
     for group, state in after["optimizers"].items():
         counts = {int(s["step"]) for s in state["state"].values()}
         assert counts == {ITERATIONS + RESUME_ITERATIONS}, (group, counts)
+
+
+def test_non_finite_loss_stops_without_a_checkpoint(e2e, tmp_path):
+    """An absurd learning rate makes the loss NaN/inf within a step or two: ns-train must stop with one
+    line naming the step, exit non-zero, and write no checkpoint (a broken one would poison resume)."""
+    out = tmp_path / "out_nan"
+    proc = _start(["--data", str(e2e["scene"]), "--output-dir", str(out), "--max-num-iterations", "30",
+                   "--optimizers.fields.optimizer.lr", "1e20", "--optimizers.light.optimizer.lr", "1e20",
+                   "--final-mesh-resolution", "0", *COMMON_FLAGS], tmp_path, "nan")
+    rc, stdout, stderr = _finish(proc, tmp_path, "nan")
+    assert rc != 0
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    lines = [line for line in stderr.splitlines() if "non-finite loss" in line]
+    assert len(lines) == 1, stderr[-2000:]
+    assert "without saving" in lines[0]
+    assert not list(out.glob("*/neuface-dtu/*/nerfstudio_models/*.ckpt"))
