@@ -71,7 +71,7 @@ class LightSettings:
     pitch: float = 0.0
     roll: float = 0.0
     intensity: float = 1.0
-    match_brightness: bool = True
+    match_exposure: bool = True
     diffuse: bool = True
     specular: bool = True
     custom: Optional[torch.Tensor] = None
@@ -153,7 +153,7 @@ class LightingControls(nn.Module):
             [LEARNED_LIGHT, *LIGHT_PRESETS],
             hint="The learned environment light, or a bundled SH environment light.",
         )
-        self.c2_match_brightness = ViewerCheckbox(
+        self.c2_match_exposure = ViewerCheckbox(
             "Match learned exposure",
             True,
             hint="Give a preset the learned light's white balance (l=0 colour) and peak irradiance.",
@@ -176,7 +176,7 @@ class LightingControls(nn.Module):
             pitch=float(self.c4_pitch.value),
             roll=float(self.c5_roll.value),
             intensity=float(self.c6_intensity.value),
-            match_brightness=bool(self.c2_match_brightness.value),
+            match_exposure=bool(self.c2_match_exposure.value),
             diffuse=bool(self.c7_diffuse.value),
             specular=bool(self.c8_specular.value),
         )
@@ -188,7 +188,7 @@ class LightingControls(nn.Module):
         """Back to the learned light (each assignment also re-renders through the viewer's hooks)."""
         defaults = LightSettings()
         self.c1_light.value = defaults.source
-        self.c2_match_brightness.value = defaults.match_brightness
+        self.c2_match_exposure.value = defaults.match_exposure
         self.c3_yaw.value = defaults.yaw
         self.c4_pitch.value = defaults.pitch
         self.c5_roll.value = defaults.roll
@@ -230,7 +230,7 @@ class LightingControls(nn.Module):
             raise ValueError(f"light must have shape {(num_sh_coefficients(self.order), 3)}, got {tuple(base.shape)}")
         base = base.to(device=learned.device, dtype=learned.dtype)
         scale = float(settings.intensity)
-        if base is not learned and settings.match_brightness:
+        if base is not learned and settings.match_exposure:
             base = self._match_exposure(base, learned)
         rotated = base
         if (settings.yaw, settings.pitch, settings.roll) != (0.0, 0.0, 0.0):

@@ -193,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         source=LEARNED_LIGHT,
         roll=args.roll,
         intensity=args.intensity,
-        match_brightness=not args.no_match_exposure,
+        match_exposure=not args.no_match_exposure,
         diffuse=not args.no_diffuse,
         specular=not args.no_specular,
     )

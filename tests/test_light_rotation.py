@@ -269,7 +269,7 @@ def test_rotation_and_presets_through_the_controls_and_the_model_is_never_modifi
     peak = model.light.irradiance(n, preset).mean(-1).max()
     peak_learned = model.light.irradiance(n, learned).mean(-1).max()
     assert abs(peak / peak_learned - 1) < 0.02
-    unmatched = controls.light_coefficients(model.light.coefficients, LightSettings(source="overcast", match_brightness=False))
+    unmatched = controls.light_coefficients(model.light.coefficients, LightSettings(source="overcast", match_exposure=False))
     torch.testing.assert_close(unmatched, raw)
 
     from nerfstudio.cameras.cameras import Cameras
