@@ -12,6 +12,8 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 
 from neuface_ns.data.dataset import NeuFaceDataset
+from neuface_ns.pipeline import NeuFacePipelineConfig
+from neuface_ns.trainer import NeuFaceTrainerConfig
 
 
 def default_machine() -> MachineConfig:
@@ -46,3 +48,20 @@ def optimizers(
 
 def viewer() -> ViewerConfig:
     return ViewerConfig(num_rays_per_chunk=2048, quit_on_train_completion=True)
+
+
+def trainer_config(method_name: str, datamanager, model, optimizers, **settings) -> NeuFaceTrainerConfig:
+    """What every NeuFace preset shares (no per-step eval batches, no mixed precision, the device picked
+    by itself, the DDP-aware pipeline, the viewer settings); `settings` are the preset's own
+    trainer fields (iterations or epochs, eval / save cadence, vis, final mesh resolution)."""
+    return NeuFaceTrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=0,
+        steps_per_eval_all_images=0,
+        mixed_precision=False,
+        machine=default_machine(),
+        pipeline=NeuFacePipelineConfig(datamanager=datamanager, model=model),
+        optimizers=optimizers,
+        viewer=viewer(),
+        **settings,
+    )

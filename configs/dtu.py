@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 from neuface_ns.brdf import IntegratedBasisConfig
-from neuface_ns.configs.common import datamanager, default_machine, optimizers, viewer
+from neuface_ns.configs.common import datamanager, optimizers, trainer_config
 from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
 from neuface_ns.fields.appearance import SpatialAppearanceConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import IDRSDFNetworkConfig
 from neuface_ns.model import NeuFaceModelConfig
-from neuface_ns.pipeline import NeuFacePipelineConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 
@@ -36,22 +35,15 @@ def paper() -> NeuFaceTrainerConfig:
         mask_alpha_milestones=(250, 500, 750, 1000, 1250),
         milestone_unit="epochs",
     )
-    return NeuFaceTrainerConfig(
-        method_name="neuface-dtu-paper",
+    return trainer_config(
+        "neuface-dtu-paper",
+        datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=2048, images_per_batch=1),
+        model,
+        optimizers(1e-4, max_steps=2000, milestones=(1000, 1500), light_lr=1e-4, calibration_lr=1e-4),
         epochs=2000,
         max_num_iterations=2000,  # replaced by epochs x images at start-up
         steps_per_eval_image=5000,
-        steps_per_eval_batch=0,
-        steps_per_eval_all_images=0,
         steps_per_save=5000,
-        mixed_precision=False,
-        machine=default_machine(),
-        pipeline=NeuFacePipelineConfig(
-            datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=2048, images_per_batch=1),
-            model=model,
-        ),
-        optimizers=optimizers(1e-4, max_steps=2000, milestones=(1000, 1500), light_lr=1e-4, calibration_lr=1e-4),
-        viewer=viewer(),
         vis="viewer",
     )
 
@@ -71,23 +63,16 @@ def cpu_default() -> NeuFaceTrainerConfig:
         milestone_unit="steps",
         eval_num_rays_per_chunk=4096,
     )
-    return NeuFaceTrainerConfig(
-        method_name="neuface-dtu",
-        max_num_iterations=iterations,
-        steps_per_eval_image=1000,
-        steps_per_eval_batch=0,
-        steps_per_eval_all_images=0,
-        steps_per_save=500,
-        mixed_precision=False,
-        final_mesh_resolution=192,
-        machine=default_machine(),
-        pipeline=NeuFacePipelineConfig(
-            datamanager=datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=1024),
-            model=model,
-        ),
-        optimizers=optimizers(
+    return trainer_config(
+        "neuface-dtu",
+        datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=1024),
+        model,
+        optimizers(
             5e-4, max_steps=iterations, milestones=(2000, 2600), light_lr=5e-3, calibration_lr=1e-3
         ),
-        viewer=viewer(),
+        max_num_iterations=iterations,
+        steps_per_eval_image=1000,
+        steps_per_save=500,
+        final_mesh_resolution=192,
         vis="tensorboard",
     )

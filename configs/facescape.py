@@ -35,7 +35,7 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 
 from neuface_ns.brdf import IntegratedBasisConfig
-from neuface_ns.configs.common import default_machine, viewer
+from neuface_ns.configs.common import trainer_config
 from neuface_ns.data.facescape import FaceScapeDataset, NeuFaceFaceScapeDataParserConfig
 from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
 from neuface_ns.fields.appearance import SpatialAppearanceConfig
@@ -43,7 +43,6 @@ from neuface_ns.fields.face_prior import FaceIDRSDFNetworkConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import ResidualSDFConfig
 from neuface_ns.model import NeuFaceModelConfig
-from neuface_ns.pipeline import NeuFacePipelineConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 PAPER_EPOCHS = 3000
@@ -113,25 +112,18 @@ def paper() -> NeuFaceTrainerConfig:
         mask_loss_mult=0.0,  # surface mode only; volume rendering of missing rays replaces it
         eval_num_rays_per_chunk=2048,
     )
-    return NeuFaceTrainerConfig(
-        method_name="neuface-facescape-paper",
-        epochs=PAPER_EPOCHS,
-        max_num_iterations=PAPER_EPOCHS,  # replaced by epochs x training images at start-up
-        steps_per_eval_image=5000,
-        steps_per_eval_batch=0,
-        steps_per_eval_all_images=0,
-        steps_per_save=5000,
-        mixed_precision=False,
-        machine=default_machine(),
-        pipeline=NeuFacePipelineConfig(
-            datamanager=facescape_datamanager(rays_per_batch=2048, one_image_per_step=True),
-            model=model,
-        ),
-        optimizers=facescape_optimizers(
+    return trainer_config(
+        "neuface-facescape-paper",
+        facescape_datamanager(rays_per_batch=2048, one_image_per_step=True),
+        model,
+        facescape_optimizers(
             PAPER_LR, max_steps=PAPER_EPOCHS, milestones=PAPER_MILESTONES, light_lr=PAPER_LR,
             calibration_lr=PAPER_LR, prior_lr=PRIOR_LR, latent_lr=PAPER_LR,
         ),
-        viewer=viewer(),
+        epochs=PAPER_EPOCHS,
+        max_num_iterations=PAPER_EPOCHS,  # replaced by epochs x training images at start-up
+        steps_per_eval_image=5000,
+        steps_per_save=5000,
         vis="viewer",
     )
 
@@ -153,24 +145,17 @@ def cpu_default() -> NeuFaceTrainerConfig:
         mask_loss_mult=0.0,
         eval_num_rays_per_chunk=4096,
     )
-    return NeuFaceTrainerConfig(
-        method_name="neuface-facescape",
-        max_num_iterations=iterations,
-        steps_per_eval_image=1000,
-        steps_per_eval_batch=0,
-        steps_per_eval_all_images=0,
-        steps_per_save=500,
-        mixed_precision=False,
-        final_mesh_resolution=192,
-        machine=default_machine(),
-        pipeline=NeuFacePipelineConfig(
-            datamanager=facescape_datamanager(rays_per_batch=512, one_image_per_step=False),
-            model=model,
-        ),
-        optimizers=facescape_optimizers(
+    return trainer_config(
+        "neuface-facescape",
+        facescape_datamanager(rays_per_batch=512, one_image_per_step=False),
+        model,
+        facescape_optimizers(
             5e-4, max_steps=iterations, milestones=(1300, 1750), light_lr=5e-3, calibration_lr=1e-3,
             prior_lr=5e-5, latent_lr=5e-4,
         ),
-        viewer=viewer(),
+        max_num_iterations=iterations,
+        steps_per_eval_image=1000,
+        steps_per_save=500,
+        final_mesh_resolution=192,
         vis="tensorboard",
     )
