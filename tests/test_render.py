@@ -257,6 +257,69 @@ def test_sphere_trace_min_sdf_of_missed_rays():
     assert bool((err <= step[missed] + 1e-5).all())
 
 
+def test_min_sdf_parabolic_search_beats_idr_uniform_search():
+    """12 samples + 1 parabolic step find the closest approach of missed rays to a sphere (closed form: the SDF
+    minimum is |oc x d| - r) far better than IDR's 100 uniform samples, at an eighth of the SDF evaluations."""
+    o, d = _random_rays(1500, seed=5)
+    t_near, t_far, valid = ray_sphere_intersection(o, d, 1.0)
+    t_near, t_far = torch.where(valid, t_near, 0 * t_near), torch.where(valid, t_far, 0 * t_far)
+    _, hit_true, _, closest = _analytic_hits(o, d)
+    oc = (o - CENTRE).double()
+    t_closest = -(oc * d.double()).sum(-1)
+    inside = (t_closest > t_near.double()) & (t_closest < t_far.double())
+    missed = valid & ~hit_true & (closest > RADIUS + 1e-2) & inside
+    assert missed.sum() > 100
+    true_min = closest.double() - RADIUS
+
+    def excess(**kwargs):
+        calls = []
+
+        def counting_sdf(x):
+            calls.append(x.shape[0])
+            return sphere_sdf(x)
+
+        result = sphere_trace(counting_sdf, o, d, t_near, t_far, find_min_sdf=True, **kwargs)
+        assert not bool(result.hit[missed].any())
+        x = o.double() + result.t_min_sdf.double()[:, None] * d.double()
+        return ((x - CENTRE).norm(dim=-1) - RADIUS - true_min)[missed], sum(calls)
+
+    uniform, uniform_evals = excess(dense_steps=100)
+    parabolic, parabolic_evals = excess(dense_steps=100, min_sdf_steps=12, min_sdf_parabolic_steps=1)
+    assert float(uniform.min()) >= -1e-6 and float(parabolic.min()) >= -1e-6  # samples never go below the minimum
+    # (rays that the dense fallback resolved keep its uniform minimum in both runs)
+    assert float(parabolic.quantile(0.95)) < 1e-6 < float(uniform.quantile(0.95))
+    assert float(parabolic.max()) <= float(uniform.max()) + 1e-9
+    assert float(parabolic.mean()) < 0.1 * float(uniform.mean())
+    assert parabolic_evals < 0.5 * uniform_evals
+
+
+def test_min_sdf_is_not_searched_twice_for_rays_the_dense_fallback_resolved():
+    """With no marching iteration every ray goes to the dense fallback, which already yields its minimum: asking
+    for the minimum then costs no SDF evaluation, and the minimum is the closed form's to one sample spacing."""
+    o, d = _random_rays(300, seed=2)
+    t_near, t_far, valid = ray_sphere_intersection(o, d, 1.0)
+    t_near, t_far = torch.where(valid, t_near, 0 * t_near), torch.where(valid, t_far, 0 * t_far)
+    runs = {}
+    for find_min_sdf in (False, True):
+        sizes = []
+
+        def recording_sdf(x):
+            sizes.append(x.shape[0])
+            return sphere_sdf(x)
+
+        result = sphere_trace(recording_sdf, o, d, t_near, t_far, max_iterations=0, dense_steps=50,
+                              find_min_sdf=find_min_sdf)
+        runs[find_min_sdf] = (result, sizes)
+    assert runs[True][1] == runs[False][1]
+    result = runs[True][0]
+    _, hit_true, _, closest = _analytic_hits(o, d)
+    missed = valid & ~hit_true & (closest > RADIUS + 1e-2)
+    assert missed.sum() > 20 and not bool(result.hit[missed].any())
+    t_closest = (-((o - CENTRE).double() * d.double()).sum(-1)).clamp(t_near.double(), t_far.double())
+    spacing = (t_far - t_near).double() / 49
+    assert bool(((result.t_min_sdf.double() - t_closest)[missed].abs() <= spacing[missed] + 1e-5).all())
+
+
 # --------------------------------------------------------------------------- differentiable surface point
 def _closed_form_point(o, d, centre, radius):
     oc = o - centre

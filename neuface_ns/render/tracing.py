@@ -63,6 +63,8 @@ def sphere_trace(
     dense_steps: int = 100,
     secant_steps: int = 8,
     find_min_sdf: bool = False,
+    min_sdf_steps: Optional[int] = None,
+    min_sdf_parabolic_steps: int = 0,
 ) -> TraceResult:
     """Trace unit-direction rays through an SDF on [t_near, t_far] (all [N]).
 
@@ -70,6 +72,11 @@ def sphere_trace(
     point known to be outside and the first inside then bracket the surface and the secant method
     refines it. Rays still unresolved after `max_iterations` are searched densely from their last
     outside point.
+
+    With `find_min_sdf`, missed rays also get the distance of their smallest SDF (IDR's mask loss input):
+    rays the dense fallback already searched keep its minimum (as IDR does); the others are searched with
+    `min_sdf_steps` uniform samples (default `dense_steps`, IDR's 100), then `min_sdf_parabolic_steps` steps of
+    parabolic interpolation around the best sample (0 = IDR's search).
     """
     n = origins.shape[0]
     device = origins.device
@@ -132,6 +139,7 @@ def sphere_trace(
 
     # Dense fallback from the last outside point for rays that ran out of iterations.
     t_min_sdf = t_near.clone()
+    searched = torch.zeros_like(hit)
     unresolved = (~done).nonzero().squeeze(-1)
     if unresolved.numel() > 0 and dense_steps > 1:
         t_hit_dense, hit_dense, t_min_dense = _dense_search(
@@ -141,14 +149,15 @@ def sphere_trace(
         t_lo[unresolved] = t_hit_dense
         hit[unresolved] = hit_dense
         t_min_sdf[unresolved] = t_min_dense
+        searched[unresolved] = True
 
     if find_min_sdf:
-        missed = ((~hit) & (t_near < t_far)).nonzero().squeeze(-1)
+        missed = ((~hit) & ~searched & (t_near < t_far)).nonzero().squeeze(-1)
         if missed.numel() > 0:
-            _, _, t_min_missed = _dense_search(
-                sdf_fn, origins[missed], directions[missed], t_near[missed], t_far[missed], dense_steps, 0,
+            t_min_sdf[missed] = _min_sdf_search(
+                sdf_fn, origins[missed], directions[missed], t_near[missed], t_far[missed],
+                min_sdf_steps or dense_steps, min_sdf_parabolic_steps,
             )
-            t_min_sdf[missed] = t_min_missed
     return TraceResult(t_hit=t_lo, hit=hit, t_min_sdf=t_min_sdf)
 
 
@@ -213,6 +222,53 @@ def _dense_search(
             t[rows, idx_b - 1], s[rows, idx_b - 1], t[rows, idx_b], s[rows, idx_b], secant_steps,
         )
     return t_hit, has_crossing, t_min
+
+
+def _min_sdf_search(
+    sdf_fn: SDFFunction,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_start: torch.Tensor,
+    t_end: torch.Tensor,
+    steps: int,
+    parabolic_steps: int,
+) -> torch.Tensor:
+    """Distance of the smallest SDF on [t_start, t_end]: the best of `steps` uniform samples, then
+    `parabolic_steps` of successive parabolic interpolation through the best sample and its neighbours.
+
+    Near its minimum the SDF along a ray is close to a parabola (exactly a hyperbola for a sphere), so one
+    parabolic step after 12 samples places the minimum better than IDR's 100 uniform samples; the best value
+    seen is kept, so a non-convex SDF is never served worse than by the uniform samples alone.
+    """
+    m = origins.shape[0]
+    t = t_start[:, None] + (t_end - t_start)[:, None] * torch.linspace(0.0, 1.0, steps, device=origins.device)
+    s = _sdf(sdf_fn, (origins[:, None, :] + t[..., None] * directions[:, None, :]).reshape(-1, 3)).reshape(m, steps)
+    best_s, best = s.min(dim=1)
+    best_t = t.gather(1, best[:, None]).squeeze(1)
+    if parabolic_steps <= 0 or steps < 3:
+        return best_t
+    centre = best.clamp(1, steps - 2)[:, None]
+    (t_a, t_b, t_c), (s_a, s_b, s_c) = [
+        [values.gather(1, centre + k).squeeze(1) for k in (-1, 0, 1)] for values in (t, s)
+    ]
+    for _ in range(parabolic_steps):
+        # Vertex of the parabola through (t_a, s_a), (t_b, s_b), (t_c, s_c), kept inside the bracket.
+        numerator = (t_b - t_a) ** 2 * (s_b - s_c) - (t_b - t_c) ** 2 * (s_b - s_a)
+        denominator = (t_b - t_a) * (s_b - s_c) - (t_b - t_c) * (s_b - s_a)
+        safe = torch.where(denominator.abs() > 1e-12, denominator, torch.full_like(denominator, 1e-12))
+        t_v = torch.minimum(torch.maximum(t_b - 0.5 * numerator / safe, t_a), t_c)
+        s_v = _sdf(sdf_fn, origins + t_v[:, None] * directions)
+        better = s_v < best_s
+        best_t, best_s = torch.where(better, t_v, best_t), torch.where(better, s_v, best_s)
+        # Narrow the bracket around the lower of t_b and t_v.
+        left, lower = t_v < t_b, s_v < s_b
+        new_a = torch.where(lower, torch.where(left, t_a, t_b), torch.where(left, t_v, t_a))
+        new_sa = torch.where(lower, torch.where(left, s_a, s_b), torch.where(left, s_v, s_a))
+        new_c = torch.where(lower, torch.where(left, t_b, t_c), torch.where(left, t_c, t_v))
+        new_sc = torch.where(lower, torch.where(left, s_b, s_c), torch.where(left, s_c, s_v))
+        t_b, s_b = torch.where(lower, t_v, t_b), torch.where(lower, s_v, s_b)
+        t_a, s_a, t_c, s_c = new_a, new_sa, new_c, new_sc
+    return best_t
 
 
 def trace_interval(
