@@ -4,6 +4,8 @@
     python scripts/benchmark.py --method neuface-dtu --steps 50
     python scripts/benchmark.py --compare neuface-dtu neuface-dtu-paper --steps 5
     python scripts/benchmark.py --method neuface-dtu --budget-s 300      # + quality after 300 s
+    python scripts/benchmark.py --compare neuface-dtu neuface-dtu \
+        --set-b pipeline.model.min_sdf_steps=None pipeline.model.min_sdf_parabolic_steps=0  # one change, A/B
 
 Per method it prints a table and one JSON line: train rays/s, seconds per step with a breakdown
 (sphere tracing, shading = appearance + BRDF + light, the rest of the forward pass = SDF,
@@ -15,6 +17,7 @@ distance to the scene's gt_mesh.ply after that much training wall time.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import importlib.util
 import json
@@ -78,7 +81,28 @@ def load_eval_mesh_module():
     return module
 
 
-def build(method: str, data: Optional[Path], device: torch.device, seed: int):
+def apply_overrides(config, overrides: List[str]) -> None:
+    """`dotted.path=value` on the trainer config; value is a Python literal (None, 12, (4,), "surface")."""
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        if not sep:
+            raise SystemExit(f"benchmark: override {override!r} is not of the form dotted.path=value")
+        *parents, leaf = path.split(".")
+        owner = config
+        for name in parents:
+            owner = getattr(owner, name, None)
+            if owner is None:
+                raise SystemExit(f"benchmark: override {override!r}: the config has no {name!r}")
+        if not hasattr(owner, leaf):
+            raise SystemExit(f"benchmark: override {override!r}: {type(owner).__name__} has no field {leaf!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare string
+        setattr(owner, leaf, value)
+
+
+def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = ()):
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
@@ -86,6 +110,7 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int):
         raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
                          f"{sorted(m for m in all_methods if m.startswith('neuface'))}")
     config = copy.deepcopy(all_methods[method])
+    apply_overrides(config, list(overrides))
     if data is not None:
         config.pipeline.datamanager.data = data
         config.pipeline.datamanager.dataparser.data = data
@@ -165,11 +190,11 @@ def quality(pipeline, data_dir: Path, resolution: int) -> Dict[str, float]:
     return result
 
 
-def run(method: str, args) -> Dict[str, float]:
+def run(method: str, args, overrides: List[str] = (), label: Optional[str] = None) -> Dict[str, float]:
     from neuface_ns import model as model_module
 
     device = torch.device(args.device if args.device else ("cuda" if torch.cuda.is_available() else "cpu"))
-    config, pipeline, optimizers = build(method, args.data, device, args.seed)
+    config, pipeline, optimizers = build(method, args.data, device, args.seed, overrides)
     data_dir = Path(pipeline.datamanager.dataparser.config.data)
     callbacks = pipeline.get_training_callbacks(_callback_attributes(optimizers, pipeline))
     timers = Timers(device)
@@ -184,7 +209,8 @@ def run(method: str, args) -> Dict[str, float]:
     rays = config.pipeline.datamanager.train_num_rays_per_batch
     t = {k: v / args.steps for k, v in timers.totals.items()}
     result = {
-        "method": method,
+        "method": label or method,
+        "overrides": " ".join(overrides),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "steps": args.steps,
@@ -219,7 +245,10 @@ def _callback_attributes(optimizers, pipeline):
 
 
 def print_table(results: List[Dict[str, float]]) -> None:
-    keys = [k for k in results[0] if k not in ("method",)]
+    for r in results:
+        if r.get("overrides"):
+            print(f"{r['method']} with {r['overrides']}")
+    keys = [k for k in results[0] if k not in ("method", "overrides")]
     width = max(len(k) for k in keys) + 2
     header = "".ljust(width) + "".join(r["method"].rjust(22) for r in results)
     if len(results) == 2:
@@ -246,13 +275,18 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=0.0, help="train this long, then measure quality")
     parser.add_argument("--mesh-resolution", type=int, default=192)
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
+                        help="config overrides for --method / A, e.g. pipeline.model.num_samples=16")
+    parser.add_argument("--set-b", nargs="+", default=[], metavar="PATH=VALUE", help="config overrides for B")
     args = parser.parse_args(argv)
 
     methods = list(args.compare) if args.compare else [args.method]
+    overrides = [args.set_a, args.set_b]
     results = []
-    for method in methods:
-        print(f"== {method}", file=sys.stderr)
-        results.append(run(method, args))
+    for index, method in enumerate(methods):
+        label = f"{'AB'[index]}: {method}" if args.compare else method
+        print(f"== {label} {' '.join(overrides[index])}", file=sys.stderr)
+        results.append(run(method, args, overrides[index], label if args.compare else None))
     print_table(results)
     for result in results:
         print(json.dumps(result))
