@@ -37,8 +37,10 @@ Why the multi-process run is consistent (`world_size > 1`):
 Known limit, nerfstudio 1.1.5 itself: ``ns-train --machine.num-devices N`` with N > 1 on a machine without CUDA
 stops in ``nerfstudio/scripts/train.py`` `_distributed_worker` at ``assert torch.cuda.is_available()`` (line
 135) and ``assert num_devices_per_machine <= torch.cuda.device_count()`` (line 153), before any method code runs.
-``tests/test_multidevice.py`` therefore starts the CPU (gloo) processes itself and runs nerfstudio's
-``train_loop`` in each. On CUDA machines ns-train's launcher creates the NCCL group and this pipeline wraps with
+On the CPU, use ``neuface-train`` (``neuface_ns/launch.py``): ns-train's command line, whose CPU worker creates
+the gloo group and runs nerfstudio's ``train_loop`` in each process (``tests/test_launch.py``;
+``tests/test_multidevice.py`` starts the gloo processes itself to inspect every rank). On CUDA machines ns-train's
+launcher (and neuface-train, which hands over to it) creates the NCCL group and this pipeline wraps with
 ``device_ids=[local_rank]`` as nerfstudio does.
 """
 

@@ -1,8 +1,10 @@
 """Multi-process (DDP) training on the CPU: 2 gloo processes run nerfstudio's own `train_loop` on the presets.
 
 `ns-train --machine.num-devices 2` cannot start CPU processes in nerfstudio 1.1.5: its `_distributed_worker`
-(nerfstudio/scripts/train.py:135 and :153) asserts CUDA before any method code runs. So the test does what that
-worker does with gloo (init the process group, the local group, nerfstudio's `train_loop(local_rank, world_size,
+(nerfstudio/scripts/train.py:135 and :153) asserts CUDA before any method code runs; `neuface-train`
+(neuface_ns/launch.py, tested end to end in tests/test_launch.py) is the command-line way. To look inside every
+rank, this test starts the processes itself and does what neuface-train's CPU worker does (init the gloo
+process group, the local group, nerfstudio's `train_loop(local_rank, world_size,
 config, global_rank)` = seed with machine.seed + rank, Trainer setup and train, barrier) and checks, after a few
 iterations of the real trainer with NeuFacePipeline's DDP wrapping:
 
