@@ -4,6 +4,7 @@
     python scripts/benchmark.py --method neuface-dtu --steps 50
     python scripts/benchmark.py --compare neuface-dtu neuface-dtu-paper --steps 5
     python scripts/benchmark.py --method neuface-dtu --budget-s 300      # + quality after 300 s
+    python scripts/benchmark.py --method neuface-dtu --budget-steps 1500 # + quality after 1500 steps
     python scripts/benchmark.py --compare neuface-dtu neuface-dtu \
         --set-b pipeline.model.min_sdf_steps=None pipeline.model.min_sdf_parabolic_steps=0  # one change, A/B
 
@@ -157,13 +158,46 @@ def _null_section(name):
     yield
 
 
-def eval_frame_ms(pipeline, width: int, height: int, repeats: int = 2) -> float:
+def eval_camera(pipeline, width: int, height: int):
+    """The first held-out camera, rescaled to width x height (the field of view follows the height)."""
     dataset = pipeline.datamanager.eval_dataset or pipeline.datamanager.train_dataset
     camera = copy.deepcopy(dataset.cameras[0:1])
     camera.rescale_output_resolution(torch.tensor([[height / float(camera.height)]]))
     camera.width[...] = width
     camera.height[...] = height
-    camera = camera.to(pipeline.device)
+    return camera.to(pipeline.device)
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) / 1024
+    return float("nan")
+
+
+def frame_memory(pipeline, width: int, height: int) -> Dict[str, float]:
+    """Time and memory of one chunked eval render of a width x height frame, measured before any training
+    (so the process's peak RSS is the frame's): RSS before, peak RSS after and the difference."""
+    camera = eval_camera(pipeline, width, height)
+    pipeline.eval()
+    if pipeline.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(pipeline.device)
+        before = torch.cuda.memory_allocated(pipeline.device) / 2**20
+    else:
+        before = current_rss_mb()
+    start = time.perf_counter()
+    outputs = pipeline.model.get_outputs_for_camera(camera)
+    seconds = time.perf_counter() - start
+    peak = peak_memory_mb(pipeline.device)
+    pipeline.train()
+    del outputs
+    key = f"frame_{width}x{height}"
+    return {f"{key}_s": seconds, f"{key}_mb_before": before, f"{key}_peak_mb": peak, f"{key}_added_mb": peak - before}
+
+
+def eval_frame_ms(pipeline, width: int, height: int, repeats: int = 2) -> float:
+    camera = eval_camera(pipeline, width, height)
     pipeline.eval()
     pipeline.model.get_outputs_for_camera(camera)  # warm-up
     start = time.perf_counter()
@@ -200,6 +234,10 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     timers = Timers(device)
     wrap_timed(model_module, "sphere_trace", timers, "sphere_tracing")
     wrap_timed(pipeline.model, "_shade", timers, "shading")
+    frame = {}
+    if args.frame:
+        width, height = (int(v) for v in args.frame.lower().split("x"))
+        frame = frame_memory(pipeline, width, height)
 
     step = train_steps(pipeline, optimizers, callbacks, 0, args.warmup, None)
     timers.totals.clear()
@@ -225,13 +263,16 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         "s_data": t.get("data", 0.0),
     }
     result["eval_ms_per_256x192_frame"] = eval_frame_ms(pipeline, 256, 192)
-    if args.budget_s > 0:
+    result.update(frame)
+    if args.budget_s > 0 or args.budget_steps > 0:
+        # Wall-clock budget (includes the timed steps), or a step budget (robust to a busy machine).
         spent = elapsed
-        while spent < args.budget_s:
+        while (spent < args.budget_s) if args.budget_s > 0 else (step < args.budget_steps):
+            chunk = 25 if args.budget_s > 0 else min(25, args.budget_steps - step)
             chunk_start = time.perf_counter()
-            step = train_steps(pipeline, optimizers, callbacks, step, 25, None)
+            step = train_steps(pipeline, optimizers, callbacks, step, chunk, None)
             spent += time.perf_counter() - chunk_start
-        result["budget_s"] = args.budget_s
+        result["budget_s"] = spent
         result["budget_steps"] = step
         result.update(quality(pipeline, data_dir, args.mesh_resolution))
     result["peak_memory_mb"] = peak_memory_mb(device)
@@ -273,6 +314,10 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget-s", type=float, default=0.0, help="train this long, then measure quality")
+    parser.add_argument("--budget-steps", type=int, default=0,
+                        help="train this many steps in all (instead of --budget-s), then measure quality")
+    parser.add_argument("--frame", default=None, metavar="WxH",
+                        help="first render one WxH frame (e.g. 1600x1200) and report its time and peak memory")
     parser.add_argument("--mesh-resolution", type=int, default=192)
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
