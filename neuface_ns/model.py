@@ -65,10 +65,6 @@ class NeuFaceModelConfig(ModelConfig):
     beta_init: float = 0.01
     beta_min: float = 1e-4
     infinite_last_interval: bool = True
-    appearance_at: Literal["samples", "surface"] = "samples"
-    """Volume mode: evaluate the appearance at every sample and composite it (the paper), or once per ray at the
-    weights' mean point with the composited normal ("surface": S times fewer appearance / BRDF evaluations; the
-    samples of a hit lie within +-0.005 of the surface, where the material hardly changes)."""
     # Calibration.
     calibration_latent_dim: int = 50
     eval_latent: str = "mean"
@@ -234,23 +230,15 @@ class NeuFaceModel(Model):
         points = (origins[rays, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
         sdf, gradient, residual = self.field.sdf_and_gradient(points, create_graph=self.training)
         normals = F.normalize(gradient, dim=-1)
+        view_out = (-dirs[:, None, :]).expand(-1, s, -1).reshape(-1, 3)
+        shaded = self._shade(points, normals, view_out)
         weights, opacity = compositing_weights(
             self.density(sdf).reshape(-1, s), t, infinite_last=infinite_last[rays]
         )
-        names = ("raw", "albedo", "diffuse", "specular", "roughness")
-        if self.config.appearance_at == "surface":
-            # One shading point per ray; the colour of a constant along the ray composites to colour x sum(w).
-            total = weights.sum(-1, keepdim=True)
-            mean_point = composite(points.reshape(-1, s, 3), weights) / total.clamp(min=1e-10)
-            mean_normal = F.normalize(composite(normals.reshape(-1, s, 3), weights), dim=-1)
-            shaded = self._shade(mean_point, mean_normal, -dirs)
-            per_ray = {name: shaded[name] * total for name in names}
-        else:
-            view_out = (-dirs[:, None, :]).expand(-1, s, -1).reshape(-1, 3)
-            shaded = self._shade(points, normals, view_out)
-            per_ray = {
-                name: composite(shaded[name].reshape(-1, s, shaded[name].shape[-1]), weights) for name in names
-            }
+        per_ray = {
+            name: composite(shaded[name].reshape(-1, s, shaded[name].shape[-1]), weights)
+            for name in ("raw", "albedo", "diffuse", "specular", "roughness")
+        }
         per_ray["normal_vector"] = composite(normals.reshape(-1, s, 3), weights)
         per_ray["depth"] = (weights * t).sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp(min=1e-10)
         per_ray["accumulation"] = opacity

@@ -384,34 +384,3 @@ def test_model_image_metrics_and_images(make_model):
     for name, image in images.items():
         assert image.shape[:2] in {(10, 12), (10, 24)} and image.shape[-1] in (1, 3), name
         assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0, name
-
-
-def test_appearance_at_surface_matches_per_sample_shading_for_a_material_constant_along_rays(make_model):
-    """appearance_at="surface" shades once per ray at the weights' mean point with the composited normal. For a
-    material that does not vary in space, and normals that barely turn within the +-0.005 sample band of a hit,
-    that is what compositing the per-sample colours gives (a constant composites to itself x sum of weights); and
-    it evaluates the material S times less often."""
-    renders, material_points = {}, {}
-    for where in ("samples", "surface"):
-        model = make_model("volume", seed=3, appearance_at=where)
-        model.eval()
-        constant = {name: value[:1].detach() for name, value in model.field.material(torch.zeros(1, 3)).items()}
-        calls = []
-
-        def constant_material(points, constant=constant, calls=calls):
-            calls.append(points.shape[0])
-            return {name: value.expand(points.shape[0], -1) for name, value in constant.items()}
-
-        model.field.material = constant_material
-        with torch.no_grad():
-            renders[where] = model(_rays(64, seed=5))
-        material_points[where] = sum(calls)
-    # rays that hit the initial sphere (the near-surface band holds some opacity; misses hold none)
-    hit = renders["samples"]["accumulation"].reshape(-1) > 0.1
-    assert hit.sum() > 20
-    for name in ("rgb", "diffuse", "specular"):
-        np.testing.assert_allclose(
-            renders["surface"][name][hit].numpy(), renders["samples"][name][hit].numpy(), atol=2e-3, err_msg=name
-        )
-    np.testing.assert_allclose(renders["surface"]["rgb"].numpy(), renders["samples"]["rgb"].numpy(), atol=2e-2)
-    assert material_points["samples"] == 16 * material_points["surface"]  # num_samples = 16 in make_model
