@@ -5,9 +5,9 @@
   Adam lr 1e-4, 2048 rays from one image per step, 2000 epochs, lr x 0.5 at epochs 1000 and 1500,
   full-resolution images. Meant for a GPU.
 - `cpu_default()`: what `ns-train neuface-dtu` runs: the same method with smaller networks, rays from
-  all images, higher learning rates and mask-alpha milestones in steps, a 48-step dense fallback and a
-  12-sample + 1 parabolic-step min-SDF search for the mask loss (IDR: 100 samples), sized so the bundled
-  sample trains in under 10 minutes on 2 CPU cores.
+  all images, higher learning rates and mask-alpha milestones in steps, 16 marching iterations (paper: 10)
+  with a 48-step dense fallback (paper: 100) and a 12-sample + 1 parabolic-step min-SDF search for the mask
+  loss (IDR: 100 samples), sized so the bundled sample trains in about 4 minutes on 2 idle CPU cores.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def cpu_default() -> NeuFaceTrainerConfig:
             appearance=SpatialAppearanceConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_basis=3, specular_channels=3),
             integrated_basis=IntegratedBasisConfig(hidden_dim=64, num_layers=3, num_basis=3),
         ),
+        # 16 marching iterations instead of 10: grazing rays converge instead of falling back to the dense
+        # sampler; eval / viewer frames of a trained model 1.45x faster, training steps unchanged.
+        trace_iterations=16,
         dense_steps=48,
         min_sdf_steps=12,  # + 1 parabolic step: finds the mask loss's min SDF better than 100 samples, ~4x cheaper
         min_sdf_parabolic_steps=1,
