@@ -31,7 +31,7 @@ from neuface_ns.fields.neuface_field import NeuFaceField, NeuFaceFieldConfig
 from neuface_ns.lighting import SHEnvironmentLight
 from neuface_ns.render.surface import differentiable_surface_points
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace, trace_interval
-from neuface_ns.render.volume import LaplaceDensity, composite, compositing_weights, near_surface_distances
+from neuface_ns.render.volume import LaplaceDensity, compositing_weights, near_surface_distances
 from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
 
 #: Outputs shown by the viewer, in its "Output type" order (rgb first = the default).
@@ -65,6 +65,9 @@ class NeuFaceModelConfig(ModelConfig):
     beta_init: float = 0.01
     beta_min: float = 1e-4
     infinite_last_interval: bool = True
+    eval_min_sample_weight: float = 1e-4
+    """Volume mode, eval / viewer only: samples with a smaller compositing weight are not shaded (their colour
+    would change a pixel by < 1e-4 x radiance each). 0 shades every sample. Training always shades all."""
     # Calibration.
     calibration_latent_dim: int = 50
     eval_latent: str = "mean"
@@ -228,18 +231,36 @@ class NeuFaceModel(Model):
         )  # [M, S]
         dirs = directions[rays]
         points = (origins[rays, None, :] + t[..., None] * dirs[:, None, :]).reshape(-1, 3)
-        sdf, gradient, residual = self.field.sdf_and_gradient(points, create_graph=self.training)
-        normals = F.normalize(gradient, dim=-1)
         view_out = (-dirs[:, None, :]).expand(-1, s, -1).reshape(-1, 3)
-        shaded = self._shade(points, normals, view_out)
+        if self.training:
+            sdf, gradient, residual = self.field.sdf_and_gradient(points, create_graph=True)
+        else:
+            with torch.no_grad():
+                sdf, gradient, residual = self.field.sdf(points), None, None
         weights, opacity = compositing_weights(
             self.density(sdf).reshape(-1, s), t, infinite_last=infinite_last[rays]
         )
-        per_ray = {
-            name: composite(shaded[name].reshape(-1, s, shaded[name].shape[-1]), weights)
-            for name in ("raw", "albedo", "diffuse", "specular", "roughness")
-        }
-        per_ray["normal_vector"] = composite(normals.reshape(-1, s, 3), weights)
+        # Samples to shade: all of them in training; at eval (viewer, ns-eval, ns-render) only those whose weight
+        # reaches eval_min_sample_weight: most rays miss the object and their samples carry ~0 weight.
+        flat_weights = weights.reshape(-1)
+        if self.training or self.config.eval_min_sample_weight <= 0:
+            shaded_samples = torch.arange(flat_weights.shape[0], device=points.device)
+        else:
+            shaded_samples = (flat_weights >= self.config.eval_min_sample_weight).nonzero().squeeze(-1)
+        if gradient is None:
+            _, gradient, _ = self.field.sdf_and_gradient(points[shaded_samples], create_graph=False)
+        normals = F.normalize(gradient, dim=-1)
+        shaded = self._shade(points[shaded_samples], normals, view_out[shaded_samples])
+        sample_ray = torch.arange(rays.shape[0], device=points.device).repeat_interleave(s)[shaded_samples]
+        sample_weight = flat_weights[shaded_samples, None]
+
+        def composite_shaded(values: torch.Tensor) -> torch.Tensor:
+            """sum_i w_i v_i per ray over the shaded samples."""
+            out = torch.zeros(rays.shape[0], values.shape[-1], device=values.device, dtype=values.dtype)
+            return out.index_add(0, sample_ray, sample_weight * values)
+
+        per_ray = {name: composite_shaded(shaded[name]) for name in ("raw", "albedo", "diffuse", "specular", "roughness")}
+        per_ray["normal_vector"] = composite_shaded(normals)
         per_ray["depth"] = (weights * t).sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp(min=1e-10)
         per_ray["accumulation"] = opacity
         outputs = _scatter_rays(per_ray, rays, n)
