@@ -191,6 +191,20 @@ def _secant(
     return t_mid
 
 
+def _uniform_samples(
+    sdf_fn: SDFFunction,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_start: torch.Tensor,
+    t_end: torch.Tensor,
+    steps: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Distances [M, S] of `steps` uniform samples on [t_start, t_end] per ray, and the SDF there [M, S]."""
+    t = t_start[:, None] + (t_end - t_start)[:, None] * torch.linspace(0.0, 1.0, steps, device=origins.device)
+    points = origins[:, None, :] + t[..., None] * directions[:, None, :]
+    return t, _sdf(sdf_fn, points.reshape(-1, 3)).reshape(origins.shape[0], steps)
+
+
 def _dense_search(
     sdf_fn: SDFFunction,
     origins: torch.Tensor,
@@ -201,11 +215,7 @@ def _dense_search(
     secant_steps: int,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample `steps` points per ray; secant-refine the first + to - crossing."""
-    m = origins.shape[0]
-    fractions = torch.linspace(0.0, 1.0, steps, device=origins.device)
-    t = t_start[:, None] + (t_end - t_start)[:, None] * fractions  # [M, S]
-    points = origins[:, None, :] + t[..., None] * directions[:, None, :]
-    s = _sdf(sdf_fn, points.reshape(-1, 3)).reshape(m, steps)
+    t, s = _uniform_samples(sdf_fn, origins, directions, t_start, t_end, steps)
     negative = s < 0
     has_crossing = negative.any(dim=1)
     first_neg = torch.argmax(negative.to(torch.int8), dim=1)  # first True (0 if none)
@@ -240,9 +250,7 @@ def _min_sdf_search(
     parabolic step after 12 samples places the minimum better than IDR's 100 uniform samples; the best value
     seen is kept, so a non-convex SDF is never served worse than by the uniform samples alone.
     """
-    m = origins.shape[0]
-    t = t_start[:, None] + (t_end - t_start)[:, None] * torch.linspace(0.0, 1.0, steps, device=origins.device)
-    s = _sdf(sdf_fn, (origins[:, None, :] + t[..., None] * directions[:, None, :]).reshape(-1, 3)).reshape(m, steps)
+    t, s = _uniform_samples(sdf_fn, origins, directions, t_start, t_end, steps)
     best_s, best = s.min(dim=1)
     best_t = t.gather(1, best[:, None]).squeeze(1)
     if parabolic_steps <= 0 or steps < 3:
