@@ -248,10 +248,12 @@ class NeuFaceModel(Model):
         else:
             shaded_samples = (flat_weights >= self.config.eval_min_sample_weight).nonzero().squeeze(-1)
         if gradient is None:
+            # Normals for the kept samples only: their SDF is evaluated a second time, with the gradient, which is
+            # far cheaper than the gradient at every sample when most samples are dropped.
             _, gradient, _ = self.field.sdf_and_gradient(points[shaded_samples], create_graph=False)
         normals = F.normalize(gradient, dim=-1)
         shaded = self._shade(points[shaded_samples], normals, view_out[shaded_samples])
-        sample_ray = torch.arange(rays.shape[0], device=points.device).repeat_interleave(s)[shaded_samples]
+        sample_ray = shaded_samples // s  # samples are stored ray-major, s per ray
         sample_weight = flat_weights[shaded_samples, None]
 
         def composite_shaded(values: torch.Tensor) -> torch.Tensor:
