@@ -28,7 +28,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -234,10 +234,7 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     timers = Timers(device)
     wrap_timed(model_module, "sphere_trace", timers, "sphere_tracing")
     wrap_timed(pipeline.model, "_shade", timers, "shading")
-    frame = {}
-    if args.frame:
-        width, height = (int(v) for v in args.frame.lower().split("x"))
-        frame = frame_memory(pipeline, width, height)
+    frame = frame_memory(pipeline, *args.frame) if args.frame else {}
 
     step = train_steps(pipeline, optimizers, callbacks, 0, args.warmup, None)
     timers.totals.clear()
@@ -305,6 +302,14 @@ def print_table(results: List[Dict[str, float]]) -> None:
         print(row)
 
 
+def frame_size(text: str) -> Tuple[int, int]:
+    """'1600x1200' -> (1600, 1200); argparse turns the ValueError into a one-line usage error."""
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 1600x1200)")
+    return int(width), int(height)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="neuface-dtu")
@@ -316,7 +321,7 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=0.0, help="train this long, then measure quality")
     parser.add_argument("--budget-steps", type=int, default=0,
                         help="train this many steps in all (instead of --budget-s), then measure quality")
-    parser.add_argument("--frame", default=None, metavar="WxH",
+    parser.add_argument("--frame", default=None, metavar="WxH", type=frame_size,
                         help="first render one WxH frame (e.g. 1600x1200) and report its time and peak memory")
     parser.add_argument("--mesh-resolution", type=int, default=192)
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
