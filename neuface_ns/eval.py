@@ -171,8 +171,10 @@ def masked_image_metrics(
 
     Returns psnr, ssim (whole image, no colour fit) and, with a mask, psnr_masked, ssim_masked and
     (when the LPIPS weights are present and `lpips`) lpips_masked. An empty mask gives NaN for the
-    masked metrics: the colour fit is undefined there.
+    masked metrics: the colour fit is undefined there. Non-finite predicted pixels (a broken model's rays) count
+    as black: they are left out of the colour fit and scored as misses.
     """
+    predicted = torch.where(torch.isfinite(predicted), predicted, torch.zeros_like(predicted))
     metrics = {
         "psnr": psnr_from_mse(((predicted - target) ** 2).mean()),
         "ssim": _ssim(predicted, target),
@@ -200,9 +202,14 @@ def masked_image_metrics(
 def color_fitted(
     predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(predicted @ M clamped to [0, 1] as [H, W, 3], M [3, 3]) with M fitted over the mask pixels."""
-    m = mask.reshape(-1)
+    """(predicted @ M clamped to [0, 1] as [H, W, 3], M [3, 3]) with M fitted over the mask pixels whose
+    prediction and target are finite (identity when fewer than 3 such pixels: the fit is undefined)."""
     flat_pred, flat_target = predicted.reshape(-1, 3), target.reshape(-1, 3)
-    matrix = fit_color_matrix(flat_pred[m], flat_target[m])
-    fitted = (flat_pred @ matrix).clamp(0.0, 1.0).reshape(predicted.shape)
+    m = mask.reshape(-1) & torch.isfinite(flat_pred).all(-1) & torch.isfinite(flat_target).all(-1)
+    if int(m.sum()) >= 3:
+        matrix = fit_color_matrix(flat_pred[m], flat_target[m])
+    else:
+        matrix = torch.eye(3, device=predicted.device, dtype=predicted.dtype)
+    safe_pred = torch.where(torch.isfinite(flat_pred), flat_pred, torch.zeros_like(flat_pred))
+    fitted = (safe_pred @ matrix).clamp(0.0, 1.0).reshape(predicted.shape)
     return fitted, matrix

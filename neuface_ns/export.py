@@ -99,6 +99,10 @@ def grid_shape(resolution: int) -> Tuple[int, int]:
     return cells, cells * COARSE_STRIDE + 1
 
 
+NON_FINITE_SDF = 1e3
+"""What a NaN / inf SDF value becomes on the export grid: far outside (no surface), and far from any cell."""
+
+
 @torch.no_grad()
 def sdf_grid(
     sdf_fn: SDFFunction,
@@ -124,8 +128,14 @@ def sdf_grid(
         raise ValueError(f"bounding box min {tuple(bounds_min)} must be below max {tuple(bounds_max)} on every axis")
     voxel = (hi - lo) / (n_fine - 1)
 
+    non_finite = torch.zeros((), dtype=torch.long, device=device)
+
     def evaluate(points: torch.Tensor) -> torch.Tensor:
-        return sdf_fn(points).reshape(-1).float()
+        # NaN / inf (a diverged network) count as empty space: no surface is made up there.
+        values = sdf_fn(points).reshape(-1).float()
+        finite = torch.isfinite(values)
+        non_finite.add_((~finite).sum())
+        return torch.where(finite, values, torch.full_like(values, NON_FINITE_SDF))
 
     with _progress(progress) as bar:
         # 1. coarse grid, every point (evaluated slab by slab along x)
@@ -165,6 +175,12 @@ def sdf_grid(
             idx = (block[:, None, :] * k + offsets[None]).reshape(-1, 3).clamp_(max=n_fine - 1)
             flat[(idx * strides).sum(-1)] = evaluate(torch.addcmul(lo, idx.float(), voxel))
             bar.advance(task, block.shape[0])
+    if int(non_finite) > 0:
+        CONSOLE.print(
+            f"[yellow]neuface-ns: {int(non_finite)} SDF values on the grid were not finite; treated as empty space "
+            f"(no surface there)[/yellow]",
+            soft_wrap=True,
+        )
     return fine.cpu().numpy(), lo.cpu().numpy(), voxel.cpu().numpy()
 
 

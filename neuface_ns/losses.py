@@ -19,33 +19,39 @@ __all__ = [
 ]
 
 
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean that is 0 (still in the graph) for an empty tensor: a batch where no ray hits the surface has no
+    eikonal points or light values on hits, and torch's mean of nothing is NaN."""
+    return values.mean() if values.numel() > 0 else values.sum() * 0.0
+
+
 def color_loss(predicted: torch.Tensor, observed: torch.Tensor, selected: torch.Tensor | None = None) -> torch.Tensor:
     """Mean L1. With `selected` (IDR surface mode) the sum over those rays is divided by all rays."""
     if selected is None:
-        return (predicted - observed).abs().mean()
+        return _mean((predicted - observed).abs())
     n = max(predicted.shape[0], 1)
     return (predicted[selected] - observed[selected]).abs().sum() / (n * predicted.shape[-1])
 
 
 def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
     """mean (|grad SDF| - 1)^2."""
-    return ((gradients.norm(dim=-1) - 1.0) ** 2).mean()
+    return _mean((gradients.norm(dim=-1) - 1.0) ** 2)
 
 
 def white_light_loss(light_values: torch.Tensor) -> torch.Tensor:
     """mean |v - mean_rgb(v)| over RGB light values (specular light integral and irradiance):
     pushes the light towards white so colour lives in the albedo."""
-    return (light_values - light_values.mean(dim=-1, keepdim=True)).abs().mean()
+    return _mean((light_values - light_values.mean(dim=-1, keepdim=True)).abs())
 
 
 def specular_energy_loss(specular: torch.Tensor) -> torch.Tensor:
     """mean specular radiance: keeps the specular term from explaining diffuse colour."""
-    return specular.mean()
+    return _mean(specular)
 
 
 def residual_loss(residual: torch.Tensor) -> torch.Tensor:
     """mean |D(x)|: the residual SDF stays a small correction of the prior."""
-    return residual.abs().mean()
+    return _mean(residual.abs())
 
 
 def latent_loss(latents: Iterable[torch.Tensor]) -> torch.Tensor:

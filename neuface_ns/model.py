@@ -10,6 +10,7 @@ per-image 3x3 colour calibration.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type
 
@@ -22,6 +23,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.model_components.renderers import RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns import losses
 from neuface_ns.brdf import material_integral, reflect
@@ -191,7 +193,41 @@ class NeuFaceModel(Model):
 
         outputs = self._calibrated_display(outputs, matrices)
         if not self.training:
-            outputs = {k: v.detach() for k, v in outputs.items() if k in DISPLAY_OUTPUTS}
+            outputs = self._non_finite_as_misses({k: v.detach() for k, v in outputs.items() if k in DISPLAY_OUTPUTS})
+        return outputs
+
+    # Rays drawn as misses because the network returned NaN / inf for them (eval only; see _non_finite_as_misses).
+    non_finite_rays: int = 0
+    _non_finite_reported_at: float = float("-inf")
+
+    def _non_finite_as_misses(self, outputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Rays with any non-finite output become misses (every output 0: black, no surface, no depth), so a
+        diverged network can still be viewed, evaluated, rendered and exported; they are counted in
+        `non_finite_rays` and reported by get_outputs_for_camera_ray_bundle."""
+        n = outputs["rgb"].shape[0]
+        bad = torch.zeros(n, dtype=torch.bool, device=outputs["rgb"].device)
+        for value in outputs.values():
+            bad |= ~torch.isfinite(value.reshape(n, -1)).all(-1)
+        count = int(bad.sum())
+        if count == 0:
+            return outputs
+        self.non_finite_rays += count
+        return {k: torch.where(bad[:, None], torch.zeros_like(v), v) for k, v in outputs.items()}
+
+    @torch.no_grad()
+    def get_outputs_for_camera_ray_bundle(self, camera_ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        """nerfstudio's chunked rendering of an image (viewer, ns-eval, ns-render, exports), plus one line when
+        some of its rays returned non-finite values (at most one line every 5 s, so the viewer does not flood)."""
+        before = self.non_finite_rays
+        outputs = super().get_outputs_for_camera_ray_bundle(camera_ray_bundle)
+        count = self.non_finite_rays - before
+        if count and time.monotonic() - self._non_finite_reported_at > 5.0:
+            self._non_finite_reported_at = time.monotonic()
+            CONSOLE.print(
+                f"[yellow]neuface-ns: {count} of {len(camera_ray_bundle)} rays returned non-finite values and are "
+                f"drawn as misses (black, no surface); {self.non_finite_rays} such rays so far[/yellow]",
+                soft_wrap=True,
+            )
         return outputs
 
     # ------------------------------------------------------------------ shading

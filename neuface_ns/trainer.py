@@ -2,7 +2,10 @@
 
 - `epochs`: the paper counts epochs (one image per step); when set, the number of iterations and
   every multi-step learning-rate milestone are converted with the number of training images.
-- A non-finite loss stops training with one clear line, before any broken checkpoint is written.
+- A non-finite loss or gradient skips that update (optimisers and schedulers untouched), is counted
+  (`skipped_updates` in the logs) and reported in one line; only `max_consecutive_bad_steps` bad steps
+  in a row stop training, after saving the last good state (never a non-finite value) and saying how
+  to resume. One bad batch must not cost a run; a model that keeps failing must not train on silently.
 - After training: held-out metrics (`eval_metrics.json`) and the extracted mesh (`mesh.ply`, in the
   dataset's world units) are written next to the checkpoints and their paths printed.
 """
@@ -10,12 +13,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Type
+from typing import Dict, List, Optional, Type
 
 import torch
+import torch.distributed as dist
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
@@ -37,6 +42,9 @@ class NeuFaceTrainerConfig(TrainerConfig):
     """Evaluate all held-out views after training and write eval_metrics.json."""
     final_mesh_resolution: int = 256
     """Marching-cubes resolution of the mesh written after training (0 = no mesh)."""
+    max_consecutive_bad_steps: int = 20
+    """A step whose loss or gradient is not finite is skipped; this many in a row stop training (after saving
+    the last good state). 1 stops at the first one."""
 
 
 class NeuFaceTrainer(Trainer):
@@ -64,14 +72,102 @@ class NeuFaceTrainer(Trainer):
         self.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], self._finish, update_every_num_iters=1))
 
     def train_iteration(self, step: int):
-        loss, loss_dict, metrics_dict = super().train_iteration(step)
-        if not torch.isfinite(loss):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
-            raise TrainingDivergedError(
-                f"neuface-ns: non-finite loss at step {step} ({terms}); training stopped without saving. "
-                f"Last good checkpoint: {self._latest_checkpoint() or 'none'}. Try a lower learning rate."
-            )
+        """nerfstudio's iteration (zero grads, forward, backward, optimiser and scheduler steps), except that a
+        step whose loss or gradients are not finite changes nothing: its gradients are dropped, the optimisers
+        and schedulers are not stepped."""
+        needs_zero = [g for g in self.optimizers.parameters if step % self.gradient_accumulation_steps[g] == 0]
+        self.optimizers.zero_grad_some(needs_zero)
+        device_type = "cpu" if self.device.split(":")[0] == "mps" else self.device.split(":")[0]
+        with torch.autocast(device_type=device_type, enabled=self.mixed_precision):
+            _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
+            loss = functools.reduce(torch.add, loss_dict.values())
+        # backward() even for a non-finite loss: under DDP every rank must join the gradient all-reduce.
+        self.grad_scaler.scale(loss).backward()  # type: ignore
+        bad_grads = self._non_finite_gradients()
+        if self._any_rank(not torch.isfinite(loss) or bool(bad_grads)):
+            self._skip_update(step, loss_dict, bad_grads)
+        else:
+            self.consecutive_bad_steps = 0
+            needs_step = [
+                g for g in self.optimizers.parameters
+                if step % self.gradient_accumulation_steps[g] == self.gradient_accumulation_steps[g] - 1
+            ]
+            self.optimizers.optimizer_scaler_step_some(self.grad_scaler, needs_step)
+            scale = self.grad_scaler.get_scale()
+            self.grad_scaler.update()
+            # A reduced gradient scale means the scaler skipped the step: then the schedulers do not step either.
+            if scale <= self.grad_scaler.get_scale():
+                self.optimizers.scheduler_step_all(step)
+        metrics_dict["skipped_updates"] = torch.tensor(float(self.skipped_updates))
         return loss, loss_dict, metrics_dict
+
+    # Counters of the non-finite guard (class defaults, so a resumed or test-built trainer has them too).
+    skipped_updates: int = 0
+    consecutive_bad_steps: int = 0
+
+    def _non_finite_gradients(self) -> List[str]:
+        """Names of the parameters whose gradient holds a NaN or an infinity."""
+        named = self.pipeline.model.named_parameters()
+        grads = [(n, p.grad) for n, p in named if p.grad is not None]
+        if not grads:
+            return []
+        finite = torch.stack([torch.isfinite(g).all() for _, g in grads]).cpu()
+        return [name for (name, _), ok in zip(grads, finite.tolist()) if not ok]
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True if `flag` is true on any process (gradients are all-reduced, the loss is not): all ranks skip together."""
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            device = self.pipeline.model.device if dist.get_backend() == "nccl" else "cpu"
+            value = torch.tensor([1.0 if flag else 0.0], device=device)
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+            return bool(value.item() > 0)
+        return flag
+
+    def _skip_update(self, step: int, loss_dict: Dict[str, torch.Tensor], bad_grads: List[str]) -> None:
+        for group in self.optimizers.parameters:
+            self.optimizers.optimizers[group].zero_grad(set_to_none=True)
+        self.skipped_updates += 1
+        self.consecutive_bad_steps += 1
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
+        what = f"non-finite loss ({terms})" if not all(torch.isfinite(v) for v in loss_dict.values()) else (
+            f"non-finite gradient in {len(bad_grads)} parameter(s), e.g. {bad_grads[0]}" if bad_grads else "non-finite values on another process"
+        )
+        limit = self.config.max_consecutive_bad_steps
+        CONSOLE.print(
+            f"neuface-ns: step {step}: {what}; update skipped "
+            f"({self.consecutive_bad_steps} in a row, {self.skipped_updates} in this run, limit {limit})",
+            soft_wrap=True,
+        )
+        if self.consecutive_bad_steps >= max(limit, 1):
+            problem = self._non_finite_state()
+            if problem is None:
+                self.save_checkpoint(step)  # the last good step's parameters and optimiser states (main process)
+                saved = f"The last good state is saved in {self.checkpoint_dir / f'step-{step:09d}.ckpt'}"
+            else:  # finite gradients can still overflow a state (e.g. an absurd learning rate): never save that
+                saved = (f"No checkpoint written: {problem} holds a non-finite value; last good checkpoint: "
+                         f"{self._latest_checkpoint() or 'none'}")
+            raise TrainingDivergedError(
+                f"neuface-ns: training stopped at step {step}: {self.consecutive_bad_steps} steps in a row had a "
+                f"non-finite loss or gradient ({what}). {saved}; resume with "
+                f"`ns-train {self.config.method_name} --load-dir {self.checkpoint_dir} ...` and a lower learning rate."
+            )
+
+    def _non_finite_state(self) -> Optional[str]:
+        """Where the pipeline or an optimiser state holds a NaN / inf (the first such tensor), or None."""
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        states = {"pipeline": pipeline.state_dict()}
+        states.update({f"optimizer {k}": v.state_dict() for k, v in self.optimizers.optimizers.items()})
+        return _first_non_finite(states)
+
+    def save_checkpoint(self, step: int) -> None:
+        """nerfstudio's checkpoint, refused (one line, nothing written) if any saved tensor is not finite."""
+        problem = self._non_finite_state()
+        if problem is not None:
+            raise TrainingDivergedError(
+                f"neuface-ns: step {step}: {problem} holds a non-finite value; no checkpoint written. "
+                f"Last good checkpoint: {self._latest_checkpoint() or 'none'}."
+            )
+        super().save_checkpoint(step)
 
     def _latest_checkpoint(self) -> Optional[Path]:
         checkpoints = sorted(self.checkpoint_dir.glob("step-*.ckpt")) if self.checkpoint_dir.exists() else []
@@ -100,3 +196,20 @@ class NeuFaceTrainer(Trainer):
         CONSOLE.print("[bold green]NeuFace outputs:[/bold green]")
         for name, value in rows:
             CONSOLE.print(f"  {name:<20} {value}")
+
+
+def _first_non_finite(tree, prefix: str = "") -> Optional[str]:
+    """The path of the first floating-point tensor holding a NaN or an infinity in a nested state, or None."""
+    if torch.is_tensor(tree):
+        return prefix if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else None
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)
+    else:
+        return None
+    for key, value in items:
+        found = _first_non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None

@@ -226,17 +226,24 @@ def test_resume_continues_from_the_saved_step(e2e):
         assert counts == {ITERATIONS + RESUME_ITERATIONS}, (group, counts)
 
 
-def test_non_finite_loss_stops_without_a_checkpoint(e2e, tmp_path):
-    """An absurd learning rate makes the loss NaN/inf within a step or two: ns-train must stop with one
-    line naming the step, exit non-zero, and write no checkpoint (a broken one would poison resume)."""
+def test_non_finite_steps_are_skipped_then_stop_with_one_line(e2e, tmp_path):
+    """An absurd learning rate breaks the model within a step or two: every following step is non-finite and
+    skipped with a line on the console; after --max-consecutive-bad-steps of them ns-train stops with one line
+    (no traceback, non-zero exit) that says how to resume, and whatever checkpoint exists holds finite values."""
     out = tmp_path / "out_nan"
     proc = _start(["--data", str(e2e["scene"]), "--output-dir", str(out), "--max-num-iterations", "30",
                    "--optimizers.fields.optimizer.lr", "1e20", "--optimizers.light.optimizer.lr", "1e20",
-                   "--final-mesh-resolution", "0", *COMMON_FLAGS], tmp_path, "nan")
+                   "--max-consecutive-bad-steps", "4", "--final-mesh-resolution", "0", *COMMON_FLAGS], tmp_path, "nan")
     rc, stdout, stderr = _finish(proc, tmp_path, "nan")
     assert rc != 0
     assert "Traceback" not in stderr and "Traceback" not in stdout
-    lines = [line for line in stderr.splitlines() if "non-finite loss" in line]
+    skipped = [line for line in stdout.splitlines() if "update skipped" in line]
+    assert len(skipped) == 4, stdout[-3000:]
+    assert "4 in a row" in skipped[-1]
+    lines = [line for line in stderr.splitlines() if "training stopped at step" in line]
     assert len(lines) == 1, stderr[-2000:]
-    assert "without saving" in lines[0]
-    assert not list(out.glob("*/neuface-dtu/*/nerfstudio_models/*.ckpt"))
+    assert "4 steps in a row" in lines[0] and "--load-dir" in lines[0]
+    for checkpoint in out.glob("*/neuface-dtu/*/nerfstudio_models/*.ckpt"):
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+        for key, value in state.items():
+            assert not value.is_floating_point() or torch.isfinite(value).all(), (checkpoint.name, key)

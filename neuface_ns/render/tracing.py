@@ -171,10 +171,14 @@ def _secant(
     s_b: torch.Tensor,
     steps: int,
 ) -> torch.Tensor:
-    """Bracketed secant refinement (Illinois regula falsi) of s_a > 0 > s_b: the retained end's
+    """Bracketed secant refinement (Illinois regula falsi) of s_a >= 0 > s_b: the retained end's
     value is halved when the same side is kept twice, which avoids plain regula falsi's one-sided
-    slow convergence while never leaving the bracket."""
-    t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+    slow convergence while never leaving the bracket.
+
+    An end whose SDF is exactly 0 is a root: `_bracket_root` returns it instead of dividing 0 by 0
+    (a learned SDF does return exact zeros now and then; that division was what made training NaN).
+    """
+    t_mid = _bracket_root(t_a, s_a, t_b, s_b)
     kept_a = torch.zeros_like(t_a, dtype=torch.bool)
     kept_b = torch.zeros_like(t_a, dtype=torch.bool)
     for _ in range(steps):
@@ -187,8 +191,20 @@ def _secant(
         t_b = torch.where(positive, t_b, t_mid)
         s_b = torch.where(positive, s_b, s_mid)
         kept_b, kept_a = positive, ~positive
-        t_mid = t_a - s_a * (t_b - t_a) / (s_b - s_a)
+        t_mid = _bracket_root(t_a, s_a, t_b, s_b)
     return t_mid
+
+
+def _bracket_root(t_a: torch.Tensor, s_a: torch.Tensor, t_b: torch.Tensor, s_b: torch.Tensor) -> torch.Tensor:
+    """The zero of the line through (t_a, s_a) and (t_b, s_b), for a bracket s_a >= 0 >= s_b.
+
+    Written as t_a + f (t_b - t_a) with f = s_a / (s_a - s_b) in [0, 1], so the result never leaves the
+    bracket. s_a == 0 gives t_a and s_b == 0 gives t_b (exact roots); when both ends are 0 the old form
+    t_a - s_a (t_b - t_a) / (s_b - s_a) was 0 / 0 = NaN, here it is t_a, the first root along the ray.
+    """
+    gap = s_a - s_b
+    fraction = torch.where(gap > 0, s_a / torch.where(gap > 0, gap, torch.ones_like(gap)), torch.zeros_like(gap))
+    return t_a + fraction.clamp(0.0, 1.0) * (t_b - t_a)
 
 
 def _uniform_samples(
