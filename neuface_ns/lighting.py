@@ -272,7 +272,8 @@ def resize_sh_light(coefficients: torch.Tensor, order: int) -> torch.Tensor:
 
 
 def load_sh_light(source: str | Path, order: int = MAX_SH_ORDER) -> torch.Tensor:
-    """A bundled preset name or a .npy file of shape [(L+1)^2, 3] -> float32 [(order+1)^2, 3].
+    """A bundled preset name, a .npy file of shape [(L+1)^2, 3], or an equirectangular .exr / .hdr environment
+    map (projected to SH, see environment_map.py) -> float32 [(order+1)^2, 3].
 
     Lights of a lower order are padded with zeros, higher orders are dropped.
     """
@@ -280,7 +281,13 @@ def load_sh_light(source: str | Path, order: int = MAX_SH_ORDER) -> torch.Tensor
 
     path = LIGHT_PRESET_DIR / f"{source}.npy" if str(source) in LIGHT_PRESETS else Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"no light '{source}': give one of {', '.join(LIGHT_PRESETS)} or a .npy file")
+        raise FileNotFoundError(
+            f"no light '{source}': give one of {', '.join(LIGHT_PRESETS)}, a .npy file or an .exr / .hdr map"
+        )
+    if path.suffix.lower() in (".exr", ".hdr"):
+        from neuface_ns.environment_map import load_environment_map_light
+
+        return load_environment_map_light(path, order)
     array = np.load(path, allow_pickle=False)
     if array.ndim != 2 or array.shape[1] != 3 or math.isqrt(array.shape[0]) ** 2 != array.shape[0]:
         raise ValueError(f"{path}: an SH light must have shape [(L+1)^2, 3], got {array.shape}")

@@ -7,6 +7,7 @@
     python scripts/benchmark.py --method neuface-dtu --budget-steps 1500 # + quality after 1500 steps
     python scripts/benchmark.py --compare neuface-dtu neuface-dtu \
         --set-b pipeline.model.min_sdf_steps=None pipeline.model.min_sdf_parabolic_steps=0  # one change, A/B
+    python scripts/benchmark.py --stress --steps 1000 --seeds 0 1 2 3 --threads 1 2   # finite-step stress test
 
 Per method it prints a table and one JSON line: train rays/s, seconds per step with a breakdown
 (sphere tracing, shading = appearance + BRDF + light, the rest of the forward pass = SDF,
@@ -328,8 +329,15 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
                         help="config overrides for --method / A, e.g. pipeline.model.num_samples=16")
     parser.add_argument("--set-b", nargs="+", default=[], metavar="PATH=VALUE", help="config overrides for B")
+    parser.add_argument("--stress", action="store_true",
+                        help="instead of timing: train --steps steps of each preset (and volume rendering on the DTU "
+                             "data) per seed and thread count, asserting a finite loss and gradient at every step")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--stress: seeds")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stress: torch thread counts")
     args = parser.parse_args(argv)
 
+    if args.stress:
+        return stress(args)
     methods = list(args.compare) if args.compare else [args.method]
     overrides = [args.set_a, args.set_b]
     results = []
@@ -348,6 +356,40 @@ def main(argv=None) -> int:
         }
         print(json.dumps({"compare": methods, "ratio_b_over_a": ratios}))
     return 0
+
+
+def stress(args) -> int:
+    """The long version of tests/test_stress.py: the presets' own batch sizes, more steps, seeds and threads;
+    neuface-dtu (surface and volume rendering) on --data or the bundled sample, neuface-facescape on its sample;
+    --set overrides apply to every run."""
+    from neuface_ns.stress import NonFiniteStep, stress_grid
+
+    overrides = dict(_override(text) for text in args.set_a)
+    runs = [
+        ("neuface-dtu", args.data, overrides),
+        ("neuface-dtu", args.data, {**overrides, "pipeline.model.render_mode": "volume"}),
+        ("neuface-facescape", None, overrides),  # FaceScape layout: its own bundled sample
+    ]
+    started = time.perf_counter()
+    try:
+        results = stress_grid(runs, args.seeds, args.threads, args.steps, log=lambda line: print(line, flush=True))
+    except NonFiniteStep as failure:
+        print(f"stress: FAILED: {failure}")
+        return 1
+    total_steps = sum(r.steps for r in results)
+    print(json.dumps({"stress_runs": len(results), "steps": total_steps, "non_finite_steps": 0,
+                      "seconds": round(time.perf_counter() - started, 1)}))
+    return 0
+
+
+def _override(text: str):
+    path, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"benchmark: override {text!r} is not of the form dotted.path=value")
+    try:
+        return path, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return path, value
 
 
 if __name__ == "__main__":

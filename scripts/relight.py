@@ -11,8 +11,10 @@ Writes, under --output-dir:
     light.npy                             the light given ([(L+1)^2, 3], before rotation and exposure matching)
     relight.json                          the settings
 
---light is a bundled preset (studio_key, overcast, warm_side), "learned" (the model's own light), or a .npy
-file of SH coefficients [(L+1)^2, 3] in the model's basis (neuface_ns/lighting.py; lower orders are padded).
+--light is a bundled preset (studio_key, overcast, warm_side), "learned" (the model's own light), a .npy
+file of SH coefficients [(L+1)^2, 3] in the model's basis (neuface_ns/lighting.py; lower orders are padded), or
+an equirectangular .exr / .hdr environment map, projected to SH l <= 10 (neuface_ns/environment_map.py: top row
+up, centre column in front of the face; turn it with --yaw / --pitch / --roll).
 By default the light gets the learned light's white balance and peak irradiance (--no-match-exposure: as is),
 since the learned light's colour and scale only mean something together with the learned albedo and colour
 calibration. The light goes through the same path as the viewer's "NeuFace lighting" panel; the model and
@@ -41,7 +43,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load-config", type=Path, required=True, help="config.yml of a trained run")
-    p.add_argument("--light", required=True, help=f"learned, {', '.join(LIGHT_PRESETS)}, or a .npy file")
+    p.add_argument("--light", required=True,
+                   help=f"learned, {', '.join(LIGHT_PRESETS)}, a .npy SH file or an .exr / .hdr environment map")
     p.add_argument("--output-dir", type=Path, required=True)
     p.add_argument("--orbit", type=int, default=0, metavar="N", help="render N orbit cameras instead of the eval cameras")
     p.add_argument("--orbit-arc", type=float, default=90.0, help="degrees the camera orbit spans (centred on the first eval camera)")
@@ -161,15 +164,23 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from neuface_ns.lighting import load_sh_light
+    from neuface_ns.lighting import MAX_SH_ORDER, load_sh_light, resize_sh_light
     from neuface_ns.viewer import LEARNED_LIGHT, LightSettings
+
+    given_light = None
+    if args.light != LEARNED_LIGHT:
+        try:  # before the (slow) model load: a bad light file is one line
+            given_light = load_sh_light(args.light, MAX_SH_ORDER)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
 
     _, pipeline, checkpoint, step = eval_setup(args.load_config, test_mode="test")
     model = pipeline.model
     model.eval()
     order = model.light.order
     learned = model.light.coefficients.detach().cpu()
-    light = learned.clone() if args.light == LEARNED_LIGHT else load_sh_light(args.light, order)
+    light = learned.clone() if given_light is None else resize_sh_light(given_light, order)
 
     dataset = pipeline.datamanager.eval_dataset
     if dataset is None or len(dataset) == 0:
