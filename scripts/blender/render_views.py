@@ -1,0 +1,138 @@
+"""Blender side of scripts/render_scan_scene.py: renders one job file with Cycles on the CPU, headless.
+
+    blender -b --factory-startup --python scripts/blender/render_views.py -- job.json
+
+The job (written by render_scan_scene.py, everything already in Blender's Z-up world, 1 unit = 100 mm):
+- "mesh": OBJ of the scan (with UVs), "texture": its colour photo texture;
+- "material": Principled BSDF settings (specular, roughness, subsurface weight and radius);
+- "environments": {name: {"path": equirectangular .exr, "strength": float}};
+- "views": [{"output": path, "environment": name, "c2w": 4x4 Blender camera-to-world, "lens_mm",
+  "sensor_mm", "width", "height", "samples", "seed", "format": "PNG" (8-bit sRGB RGBA) or "EXR" (linear),
+  "hide_scan": bool}]; the environment probes (six 90-degree views from the origin, scan hidden, linear EXR)
+  are views like the others.
+
+Only bpy and the standard library are used (Debian's Blender has its own Python).
+"""
+
+import json
+import math
+import sys
+
+import bpy
+from mathutils import Matrix
+
+
+def _job():
+    argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+    if len(argv) != 1:
+        raise SystemExit("usage: blender -b --factory-startup --python render_views.py -- job.json")
+    with open(argv[0]) as f:
+        return json.load(f)
+
+
+def _reset_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.use_denoising = False  # Debian's build has no OpenImageDenoise; real photos are noisy anyway
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.max_bounces = 8
+    scene.cycles.diffuse_bounces = 4
+    scene.cycles.glossy_bounces = 4
+    scene.cycles.transmission_bounces = 4
+    scene.render.film_transparent = True  # alpha = the scan's coverage (quality check; masks come from the mesh)
+    scene.view_settings.view_transform = "Standard"  # a plain sRGB photo, no filmic tone curve
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    scene.display_settings.display_device = "sRGB"
+    return scene
+
+
+def _import_scan(job):
+    bpy.ops.wm.obj_import(filepath=job["mesh"], forward_axis="Y", up_axis="Z")
+    scan = bpy.context.selected_objects[0]
+    for polygon in scan.data.polygons:
+        polygon.use_smooth = True
+    m = job["material"]
+    material = bpy.data.materials.new("skin")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = bpy.data.images.load(job["texture"])
+    texture.image.colorspace_settings.name = "sRGB"
+    links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+    links.new(texture.outputs["Color"], bsdf.inputs["Subsurface Color"])
+    bsdf.inputs["Subsurface"].default_value = m["subsurface"]
+    bsdf.inputs["Subsurface Radius"].default_value = m["subsurface_radius"]
+    bsdf.inputs["Specular"].default_value = m["specular"]
+    bsdf.inputs["Roughness"].default_value = m["roughness"]
+    scan.data.materials.clear()
+    scan.data.materials.append(material)
+    return scan
+
+
+def _set_environment(scene, environment):
+    world = scene.world or bpy.data.worlds.new("world")
+    scene.world = world
+    world.use_nodes = True
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    nodes.clear()
+    texture = nodes.new("ShaderNodeTexEnvironment")
+    texture.image = bpy.data.images.load(environment["path"], check_existing=True)
+    background = nodes.new("ShaderNodeBackground")
+    background.inputs["Strength"].default_value = environment["strength"]
+    output = nodes.new("ShaderNodeOutputWorld")
+    links.new(texture.outputs["Color"], background.inputs["Color"])
+    links.new(background.outputs["Background"], output.inputs["Surface"])
+
+
+def _camera(scene):
+    data = bpy.data.cameras.new("camera")
+    camera = bpy.data.objects.new("camera", data)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    data.sensor_fit = "HORIZONTAL"
+    data.clip_start = 0.01
+    data.clip_end = 100.0
+    return camera
+
+
+def _render(scene, camera, view, file_format):
+    camera.matrix_world = Matrix(view["c2w"])
+    camera.data.type = "PERSP"
+    camera.data.lens = view["lens_mm"]
+    camera.data.sensor_width = view["sensor_mm"]
+    scene.render.resolution_x = view["width"]
+    scene.render.resolution_y = view["height"]
+    scene.render.resolution_percentage = 100
+    scene.cycles.samples = view["samples"]
+    scene.cycles.seed = view.get("seed", 0)
+    settings = scene.render.image_settings
+    if file_format == "PNG":
+        settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"
+    else:  # linear radiance for the SH probes
+        settings.file_format, settings.color_mode, settings.color_depth = "OPEN_EXR", "RGB", "32"
+    scene.render.filepath = view["output"]
+    bpy.ops.render.render(write_still=True)
+
+
+def main():
+    job = _job()
+    scene = _reset_scene()
+    scan = _import_scan(job)
+    camera = _camera(scene)
+    environments = job["environments"]
+    views = job["views"]
+    for index, view in enumerate(views):
+        _set_environment(scene, environments[view["environment"]])
+        scan.hide_render = bool(view.get("hide_scan", False))
+        # The probes look at the environment itself: it must not be transparent there.
+        scene.render.film_transparent = not scan.hide_render
+        print(f"render_views: {index + 1}/{len(views)} -> {view['output']}", flush=True)
+        _render(scene, camera, view, view.get("format", "PNG"))
+
+
+main()
