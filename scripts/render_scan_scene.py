@@ -285,12 +285,77 @@ def environment_strength(path: Path, target_mean: float) -> float:
     return target_mean / max(mean, 1e-12)
 
 
+def check_sh_against_cycles(blender: str, environments: Dict[str, Path], exposure: float, size: int = 96,
+                            samples: int = 256, probe_size: int = 64) -> Dict[str, Dict[str, float]]:
+    """Render a diffuse white sphere (albedo 0.8, radius 0.5) under each environment with Cycles and compare it
+    with the SH irradiance of the environment's probe-projected coefficients: albedo / pi x E(n) per pixel.
+    Returns per environment the median ratio rendered / predicted and their correlation over the sphere."""
+    import trimesh
+
+    from neuface_ns.lighting import SHEnvironmentLight
+
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    import cv2
+    import torch
+
+    albedo, radius, distance = 0.8, 0.5, 3.0
+    results = {}
+    work = Path(tempfile.mkdtemp(prefix="render_scan_scene_sh_"))
+    try:
+        sphere = trimesh.creation.icosphere(subdivisions=5, radius=radius)
+        write_obj(work / "sphere.obj", np.asarray(sphere.vertices) @ FACE_TO_BLENDER.T,
+                  np.zeros((len(sphere.vertices), 2)), np.asarray(sphere.faces))
+        focal = size / 2.0 / math.tan(math.radians(12.0))
+        K = intrinsics(size, size, focal)
+        rotation = look_at_c2w(np.array([0.0, 0.0, distance]), np.zeros(3))
+        views = []
+        for name in environments:
+            views.append({"c2w": blender_camera_matrix(rotation, np.array([0.0, 0.0, distance])),
+                          "lens_mm": focal * 36.0 / size, "sensor_mm": 36.0, "width": size, "height": size,
+                          "samples": samples, "environment": name, "format": "EXR",
+                          "output": str(work / f"sphere_{name}.exr")})
+            for face in PROBE_FACES:
+                views.append({"c2w": blender_camera_matrix(probe_rotation(face), np.zeros(3)), "lens_mm": 18.0,
+                              "sensor_mm": 36.0, "width": probe_size, "height": probe_size, "samples": 16,
+                              "environment": name, "format": "EXR", "hide_scan": True,
+                              "output": str(work / f"probe_{name}_{face}.exr")})
+        job = {"mesh": str(work / "sphere.obj"), "texture": "", "material": {"diffuse_albedo": albedo},
+               "environments": {n: {"path": str(p), "strength": environment_strength(p, exposure)}
+                                for n, p in environments.items()},
+               "views": views}
+        run_blender(blender, job, work)
+        # Normals of the sphere where each pixel's ray hits it (analytic), away from the silhouette.
+        directions = pixel_rays(K, rotation, size, size).reshape(-1, 3)
+        origin = np.array([0.0, 0.0, distance])
+        b = directions @ origin
+        disc = b * b - (origin @ origin - radius**2)
+        inner = disc > (0.3 * radius) ** 2  # keep pixels well inside the silhouette (no edge anti-aliasing)
+        t = -b - np.sqrt(np.clip(disc, 0, None))
+        normals = (origin + t[:, None] * directions) / radius
+        for name in environments:
+            probes = {face: cv2.imread(str(work / f"probe_{name}_{face}.exr"), cv2.IMREAD_UNCHANGED)[..., :3][..., ::-1]
+                      for face in PROBE_FACES}
+            coefficients = torch.from_numpy(sh_from_probes(probes)).float()
+            light = SHEnvironmentLight(10, initial=coefficients)
+            with torch.no_grad():
+                predicted = albedo / math.pi * light.irradiance(torch.from_numpy(normals[inner]).float()).numpy()
+            rendered = cv2.imread(str(work / f"sphere_{name}.exr"), cv2.IMREAD_UNCHANGED)[..., :3][..., ::-1]
+            rendered = rendered.reshape(-1, 3)[inner]
+            ratio = rendered.mean(-1) / np.clip(predicted.mean(-1), 1e-6, None)
+            results[name] = {"median_ratio": float(np.median(ratio)),
+                             "correlation": float(np.corrcoef(rendered.ravel(), predicted.ravel())[0, 1]),
+                             "pixels": int(inner.sum())}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scan-obj", type=Path, required=True, help="scan mesh (OBJ with vt), millimetres, y up, face +z")
-    p.add_argument("--texture", type=Path, required=True, help="its colour texture")
-    p.add_argument("--landmarks", type=Path, required=True, help="menpo LJSON with the 68 iBUG landmarks (nose tip)")
-    p.add_argument("--output-dir", type=Path, required=True)
+    p.add_argument("--scan-obj", type=Path, help="scan mesh (OBJ with vt), millimetres, y up, face +z")
+    p.add_argument("--texture", type=Path, help="its colour texture")
+    p.add_argument("--landmarks", type=Path, help="menpo LJSON with the 68 iBUG landmarks (nose tip)")
+    p.add_argument("--output-dir", type=Path)
     p.add_argument("--environment", default="studio", help="training light: a name in blender-data or an .exr")
     p.add_argument("--relight-environment", default="courtyard", help="second light for the relit held-out views")
     p.add_argument("--num-views", type=int, default=64)
@@ -309,6 +374,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--blender", default="blender")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--check-sh", action="store_true",
+                   help="only check the SH projection: a diffuse sphere rendered by Cycles under each environment "
+                        "against the SH irradiance (prints one JSON line)")
     return p.parse_args(argv)
 
 
@@ -326,6 +394,15 @@ def resolve_environment(name: str) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.check_sh:
+        if shutil.which(args.blender) is None:
+            raise SystemExit(f"render_scan_scene: '{args.blender}' not found (apt-get install blender python3-numpy)")
+        environments = {name: resolve_environment(name) for name in (args.environment, args.relight_environment)}
+        print(json.dumps(check_sh_against_cycles(args.blender, environments, args.exposure)))
+        return 0
+    missing = [flag for flag in ("scan_obj", "texture", "landmarks", "output_dir") if getattr(args, flag) is None]
+    if missing:
+        raise SystemExit(f"render_scan_scene: missing --{missing[0].replace('_', '-')} (see --help)")
     out = args.output_dir
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise SystemExit(f"render_scan_scene: {out} exists and is not empty (pass --overwrite to replace it)")

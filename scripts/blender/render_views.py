@@ -4,7 +4,8 @@
 
 The job (written by render_scan_scene.py, everything already in Blender's Z-up world, 1 unit = 100 mm):
 - "mesh": OBJ of the scan (with UVs), "texture": its colour photo texture;
-- "material": Principled BSDF settings (specular, roughness, subsurface weight and radius);
+- "material": Principled BSDF settings (specular, roughness, subsurface weight and radius), or
+  {"diffuse_albedo": a} for a plain Lambertian surface (the SH check's sphere);
 - "environments": {name: {"path": equirectangular .exr, "strength": float}};
 - "views": [{"output": path, "environment": name, "c2w": 4x4 Blender camera-to-world, "lens_mm",
   "sensor_mm", "width", "height", "samples", "seed", "format": "PNG" (8-bit sRGB RGBA) or "EXR" (linear),
@@ -59,6 +60,15 @@ def _import_scan(job):
     material = bpy.data.materials.new("skin")
     material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
+    if "diffuse_albedo" in m:  # the SH check's white sphere: a pure Lambertian BSDF (Oren-Nayar roughness 0)
+        nodes.remove(nodes["Principled BSDF"])
+        diffuse = nodes.new("ShaderNodeBsdfDiffuse")
+        diffuse.inputs["Color"].default_value = (*[m["diffuse_albedo"]] * 3, 1.0)
+        diffuse.inputs["Roughness"].default_value = 0.0
+        links.new(diffuse.outputs["BSDF"], nodes["Material Output"].inputs["Surface"])
+        scan.data.materials.clear()
+        scan.data.materials.append(material)
+        return scan
     bsdf = nodes["Principled BSDF"]
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = bpy.data.images.load(job["texture"])
