@@ -8,7 +8,9 @@ alphabetical order, hence the numbered names). A change of any control re-render
 wraps each element's callback with its re-render trigger).
 
 What the controls do (only when the model is not training, i.e. viewer, ns-render, ns-eval, relight):
-- Light: the learned environment light, or one of the bundled SH presets (neuface_ns/lights/*.npy).
+- Light: the learned environment light, one of the bundled SH presets (neuface_ns/lights/*.npy), or an HDR
+  environment map / SH file listed in NEUFACE_LIGHTS (files or folders of .exr / .hdr / .npy, separated by
+  the path separator, e.g. `NEUFACE_LIGHTS=~/hdri ns-viewer --load-config ...`).
 - Match learned exposure: give a preset the learned light's white balance (its l = 0 colour ratio) and
   peak irradiance; the learned light's colour and scale are only defined together with the learned albedo
   and colour calibration (they trade against each other), so a preset's absolute values mean little.
@@ -26,9 +28,11 @@ Scripts (scripts/relight.py) set `LightingControls.fixed_settings` instead of th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
@@ -56,6 +60,23 @@ from neuface_ns.lighting import (
 
 if TYPE_CHECKING:
     from nerfstudio.viewer.viewer import Viewer
+
+#: Environment variable listing extra lights for the viewer's light list (files or folders, os.pathsep-separated).
+EXTRA_LIGHTS_VARIABLE = "NEUFACE_LIGHTS"
+EXTRA_LIGHT_SUFFIXES = (".exr", ".hdr", ".npy")
+
+
+def extra_light_files() -> Dict[str, Path]:
+    """{file name: path} of the .exr / .hdr / .npy lights named by NEUFACE_LIGHTS (folders are listed, sorted)."""
+    found: Dict[str, Path] = {}
+    for entry in filter(None, os.environ.get(EXTRA_LIGHTS_VARIABLE, "").split(os.pathsep)):
+        path = Path(entry).expanduser()
+        candidates = sorted(path.iterdir()) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.suffix.lower() in EXTRA_LIGHT_SUFFIXES and candidate.is_file():
+                found.setdefault(candidate.name, candidate)
+    return found
+
 
 #: Name of the panel (the module name under the model, shown as the viewer folder).
 LIGHTING_PANEL = "NeuFace lighting"
@@ -146,12 +167,13 @@ class LightingControls(nn.Module):
         self._rotation_cache: Dict[Tuple[float, float, float], torch.Tensor] = {}
         self._preset_cache: Dict[str, torch.Tensor] = {}
         self._directions_basis: Optional[torch.Tensor] = None
+        self.extra_lights = extra_light_files()
 
         self.c1_light = ViewerDropdown(
             "Light",
             LEARNED_LIGHT,
-            [LEARNED_LIGHT, *LIGHT_PRESETS],
-            hint="The learned environment light, or a bundled SH environment light.",
+            [LEARNED_LIGHT, *LIGHT_PRESETS, *self.extra_lights],
+            hint="The learned environment light, a bundled SH environment light, or a map listed in NEUFACE_LIGHTS.",
         )
         self.c2_match_exposure = ViewerCheckbox(
             "Match learned exposure",
@@ -224,6 +246,8 @@ class LightingControls(nn.Module):
             base = learned
         elif settings.source in LIGHT_PRESETS:
             base = self._preset(settings.source)
+        elif settings.source in self.extra_lights:  # an HDR map or SH file from NEUFACE_LIGHTS, projected once
+            base = self._preset(str(self.extra_lights[settings.source]))
         else:
             raise ValueError(f"unknown light '{settings.source}' (use {LEARNED_LIGHT} or {', '.join(LIGHT_PRESETS)})")
         if base.shape != (num_sh_coefficients(self.order), 3):

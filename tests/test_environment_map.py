@@ -108,3 +108,27 @@ def test_bad_environment_maps_are_one_line_errors(tmp_path):
         read_environment_map(broken)
     with pytest.raises(FileNotFoundError, match="missing.exr"):
         load_sh_light(tmp_path / "missing.exr")
+
+
+def test_viewer_light_list_takes_hdr_maps_from_neuface_lights(tmp_path, monkeypatch):
+    """NEUFACE_LIGHTS=<folder> adds its .exr / .hdr / .npy files to the viewer's light list; choosing one renders
+    with the map's SH projection (rotated and scaled by the same controls as the presets)."""
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    import cv2
+
+    from neuface_ns.viewer import LightingControls, LightSettings
+
+    radiance = _patch_map(0.5, 0.3) + 0.1
+    cv2.imwrite(str(tmp_path / "sky.exr"), radiance[..., ::-1])
+    (tmp_path / "notes.txt").write_text("not a light")
+    monkeypatch.setenv("NEUFACE_LIGHTS", str(tmp_path))
+    controls = LightingControls(order=10)
+    assert list(controls.extra_lights) == ["sky.exr"]
+    assert "sky.exr" in controls.c1_light.options
+    learned = torch.zeros(121, 3)
+    learned[0] = 3.0
+    chosen = controls.light_coefficients(learned, LightSettings(source="sky.exr", match_exposure=False))
+    assert torch.allclose(chosen, project_environment_map(radiance, 10))
+    turned = controls.light_coefficients(learned, LightSettings(source="sky.exr", match_exposure=False, yaw=-90.0))
+    expected = rotate_sh(project_environment_map(radiance, 10).double(), rotation_matrix(yaw=-90.0)).float()
+    assert torch.allclose(turned, expected, atol=1e-4)
