@@ -37,20 +37,28 @@ class StressResult:
     rendering at the initial beta reaches about 0.4 on a hit)."""
 
 
+def set_config_fields(config, overrides: Dict[str, object]) -> None:
+    """Set dotted-path fields of a trainer config ("pipeline.model.num_samples": 16); the benchmark and the stress
+    test share it. Raises AttributeError naming the missing part."""
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        owner = config
+        for name in parents:
+            owner = getattr(owner, name, None)
+            if owner is None:
+                raise AttributeError(f"the config has no {name!r}")
+        if not hasattr(owner, leaf):
+            raise AttributeError(f"{type(owner).__name__} has no field {leaf!r}")
+        setattr(owner, leaf, value)
+
+
 def build_stress_pipeline(method: str, data: Optional[Path], seed: int, overrides: Dict[str, object]):
     """The registered preset `method` on `data` with dotted-path `overrides`, its pipeline and optimisers (CPU)."""
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
     config = copy.deepcopy(all_methods[method])
-    for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        owner = config
-        for name in parents:
-            owner = getattr(owner, name)
-        if not hasattr(owner, leaf):
-            raise AttributeError(f"stress: {type(owner).__name__} has no field {leaf!r} ({path})")
-        setattr(owner, leaf, value)
+    set_config_fields(config, overrides)
     if data is not None:
         config.pipeline.datamanager.data = data
         config.pipeline.datamanager.dataparser.data = data

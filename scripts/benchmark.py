@@ -83,25 +83,26 @@ def load_eval_mesh_module():
     return module
 
 
+def parse_override(text: str):
+    """`dotted.path=value` -> (path, value); value is a Python literal (None, 12, (4,), "surface") or a bare string."""
+    path, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"benchmark: override {text!r} is not of the form dotted.path=value")
+    try:
+        return path, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return path, value
+
+
 def apply_overrides(config, overrides: List[str]) -> None:
-    """`dotted.path=value` on the trainer config; value is a Python literal (None, 12, (4,), "surface")."""
+    """`dotted.path=value` strings on the trainer config (one line naming the override when a field is missing)."""
+    from neuface_ns.stress import set_config_fields
+
     for override in overrides:
-        path, sep, text = override.partition("=")
-        if not sep:
-            raise SystemExit(f"benchmark: override {override!r} is not of the form dotted.path=value")
-        *parents, leaf = path.split(".")
-        owner = config
-        for name in parents:
-            owner = getattr(owner, name, None)
-            if owner is None:
-                raise SystemExit(f"benchmark: override {override!r}: the config has no {name!r}")
-        if not hasattr(owner, leaf):
-            raise SystemExit(f"benchmark: override {override!r}: {type(owner).__name__} has no field {leaf!r}")
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare string
-        setattr(owner, leaf, value)
+            set_config_fields(config, dict([parse_override(override)]))
+        except AttributeError as error:
+            raise SystemExit(f"benchmark: override {override!r}: {error}") from None
 
 
 def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = ()):
@@ -364,7 +365,7 @@ def stress(args) -> int:
     --set overrides apply to every run."""
     from neuface_ns.stress import NonFiniteStep, stress_grid
 
-    overrides = dict(_override(text) for text in args.set_a)
+    overrides = dict(parse_override(text) for text in args.set_a)
     runs = [
         ("neuface-dtu", args.data, overrides),
         ("neuface-dtu", args.data, {**overrides, "pipeline.model.render_mode": "volume"}),
@@ -380,16 +381,6 @@ def stress(args) -> int:
     print(json.dumps({"stress_runs": len(results), "steps": total_steps, "non_finite_steps": 0,
                       "seconds": round(time.perf_counter() - started, 1)}))
     return 0
-
-
-def _override(text: str):
-    path, sep, value = text.partition("=")
-    if not sep:
-        raise SystemExit(f"benchmark: override {text!r} is not of the form dotted.path=value")
-    try:
-        return path, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return path, value
 
 
 if __name__ == "__main__":
