@@ -37,7 +37,7 @@ class NeuFaceTrainerConfig(TrainerConfig):
     _target: Type = field(default_factory=lambda: NeuFaceTrainer)
     epochs: Optional[int] = None
     """If set: max_num_iterations = epochs x training images, and multi-step scheduler milestones /
-    max_steps are read as epochs (the paper presets)."""
+    max_steps are read as epochs (the paper presets). A --max-num-iterations below that only stops earlier."""
     final_eval: bool = True
     """Evaluate all held-out views after training and write eval_metrics.json."""
     final_mesh_resolution: int = 256
@@ -53,7 +53,9 @@ class NeuFaceTrainer(Trainer):
     def setup_optimizers(self) -> Optimizers:
         if self.config.epochs is not None:
             images = len(self.pipeline.datamanager.train_dataset)
-            self.config.max_num_iterations = self.config.epochs * images
+            total = self.config.epochs * images
+            cap = self._explicit_iteration_cap()
+            self.config.max_num_iterations = total if cap is None else min(cap, total)
             for group in self.config.optimizers.values():
                 scheduler = group.get("scheduler")
                 if isinstance(scheduler, MultiStepSchedulerConfig):
@@ -63,9 +65,21 @@ class NeuFaceTrainer(Trainer):
                         milestones=tuple(m * images for m in scheduler.milestones),
                     )
             CONSOLE.print(
-                f"{self.config.epochs} epochs x {images} training images = {self.config.max_num_iterations} iterations"
+                f"{self.config.epochs} epochs x {images} training images = {total} iterations"
+                + ("" if cap is None or cap >= total else f"; stopping at --max-num-iterations {cap}")
             )
         return super().setup_optimizers()
+
+    def _explicit_iteration_cap(self) -> Optional[int]:
+        """--max-num-iterations when the user changed it from the preset's value, else None. The epoch presets
+        schedule in epochs; a smaller iteration count given on the command line only stops the run earlier (it was
+        silently replaced by epochs x images before, which made a short trial run of a paper preset take hours)."""
+        from nerfstudio.configs.method_configs import all_methods
+
+        preset = all_methods.get(self.config.method_name)
+        if preset is None or self.config.max_num_iterations == preset.max_num_iterations:
+            return None
+        return int(self.config.max_num_iterations)
 
     def setup(self, test_mode="val") -> None:
         super().setup(test_mode=test_mode)
