@@ -16,6 +16,11 @@ distances (scipy cKDTree):
 - precision / recall: fraction of predicted / GT points closer than the threshold to the other set
 - fscore       2 P R / (P + R)
 
+With `--observed-by <IDR scan dir>`, completeness and recall count only the GT points that a training camera
+of that scan sees (in its image, in front of it, and not hidden by the GT surface itself), as DTU's observation
+masks do: a reconstruction is not blamed for surface no training view shows. Training cameras are the scan's
+views minus `held_out_views` in its scene.json (the realistic-scene generator writes it), or all views.
+
 All distances are in the meshes' own units (DTU world units: the scan's mm; normalised exports:
 scene units). The default threshold is 1% of the diagonal of the bounding box of the evaluated GT
 points.
@@ -27,7 +32,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -78,6 +83,60 @@ def point_metrics(pred: np.ndarray, gt: np.ndarray, threshold: Optional[float] =
     }
 
 
+def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
+    """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
+    from PIL import Image
+
+    path = scene / "cameras.npz"
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: no cameras.npz")
+    images = sorted(p for p in (scene / "image").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not images:
+        raise SystemExit(f"eval_mesh: {scene / 'image'}: no images")
+    with Image.open(images[0]) as first:
+        width, height = first.size
+    held_out = set()
+    if (scene / "scene.json").is_file():
+        held_out = set(json.loads((scene / "scene.json").read_text()).get("held_out_views", []))
+    with np.load(path) as cameras:
+        matrices = [
+            np.asarray(cameras[f"world_mat_{i}"], dtype=np.float64)[:3, :4]
+            for i in range(len(images))
+            if i not in held_out and f"world_mat_{i}" in cameras
+        ]
+    return matrices, width, height
+
+
+def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
+    """[N] bool: the point projects inside some camera's image, in front of it, with nothing of the mesh between.
+
+    The occlusion test casts a ray from the point (nudged towards the camera by 1e-4 of the mesh's size, so that
+    it does not hit its own triangle) to the camera centre."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+    seen = np.zeros(len(points), dtype=bool)
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    for P in cameras:
+        todo = np.flatnonzero(~seen)
+        if len(todo) == 0:
+            break
+        pix = homogeneous[todo] @ P.T
+        in_front = pix[:, 2] > 0
+        u = pix[:, 0] / np.where(in_front, pix[:, 2], 1.0)
+        v = pix[:, 1] / np.where(in_front, pix[:, 2], 1.0)
+        candidates = todo[in_front & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)]
+        if len(candidates) == 0:
+            continue
+        centre = -np.linalg.solve(P[:, :3], P[:, 3])
+        direction = centre - points[candidates]
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        blocked = mesh.ray.intersects_any(points[candidates] + nudge * direction, direction)
+        seen[candidates[~blocked]] = True
+    return seen
+
+
 def load_geometry(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     import trimesh
 
@@ -114,15 +173,25 @@ def evaluate(
     sphere_center: Optional[Sequence[float]] = None,
     sphere_radius: Optional[float] = None,
     seed: int = 0,
+    observed_by: Optional[Path] = None,
 ) -> Dict[str, object]:
     rng = np.random.default_rng(seed)
     pred_points = sample_surface(*load_geometry(mesh), num_points, rng)
-    gt_points = sample_surface(*load_geometry(gt), num_points, rng)
+    gt_vertices, gt_faces = load_geometry(gt)
+    gt_points = sample_surface(gt_vertices, gt_faces, num_points, rng)
     if sphere_radius is not None:
         center = np.zeros(3) if sphere_center is None else np.asarray(sphere_center, dtype=np.float64)
         pred_points = inside_sphere(pred_points, center, sphere_radius)
         gt_points = inside_sphere(gt_points, center, sphere_radius)
+    observed_fraction = None
+    if observed_by is not None:
+        if gt_faces is None:
+            raise ValueError(f"{gt}: the observation test needs a GT mesh with faces")
+        keep = observed(gt_points, gt_vertices, gt_faces, *training_cameras(observed_by))
+        observed_fraction = float(keep.mean()) if len(keep) else 0.0
+        gt_points = gt_points[keep]
     result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
+    result["observed_fraction"] = observed_fraction
     result["sphere"] = (
         None if sphere_radius is None else {"center": [float(v) for v in center], "radius": float(sphere_radius)}
     )
@@ -140,6 +209,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sphere-center", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"))
     parser.add_argument("--sphere-radius", type=float, default=None)
     parser.add_argument("--scene", type=Path, default=None, help="IDR scan dir: cut to the sphere of cameras.npz scale_mat_0")
+    parser.add_argument("--observed-by", type=Path, default=None,
+                        help="IDR scan dir: completeness only over GT surface its training cameras see")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.num_points < 1:
@@ -152,7 +223,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error("give either --scene or --sphere-radius, not both")
         center, radius = sphere_from_scene(args.scene)
     try:
-        result = evaluate(args.mesh, args.gt, args.num_points, args.threshold, center, radius, args.seed)
+        result = evaluate(args.mesh, args.gt, args.num_points, args.threshold, center, radius, args.seed,
+                          args.observed_by)
     except ValueError as err:
         raise SystemExit(f"eval_mesh: {err}") from None
     print(json.dumps(result))

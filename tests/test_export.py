@@ -323,3 +323,29 @@ def test_eval_mesh_scene_sphere_from_scale_mat():
     scene = json.loads((SAMPLE / "scene.json").read_text())
     np.testing.assert_allclose(center, scene["centre"])
     assert radius == pytest.approx(scene["scale"])
+
+
+def test_observed_surface_of_a_sphere_is_the_closed_form_cap():
+    """A camera at distance d from the centre of a sphere of radius r sees the cap beyond the tangent circle,
+    (1 - r / d) / 2 of the area; a second camera on the far side sees the mirror cap; a camera whose image
+    misses the sphere sees nothing."""
+    import trimesh
+
+    eval_mesh = _load_eval_mesh()
+    r, d, f = 1.0, 3.0, 200.0
+    mesh = trimesh.creation.icosphere(subdivisions=6, radius=r)
+    points = eval_mesh.sample_surface(mesh.vertices, mesh.faces, 40_000, np.random.default_rng(1))
+    K = np.array([[f, 0, 200.0], [0, f, 200.0], [0, 0, 1]])
+
+    def camera(z_sign, shift_x=0.0):  # on the z axis, looking at the origin (OpenCV axes)
+        R = np.diag([1.0, -1.0, -1.0]) if z_sign > 0 else np.eye(3)
+        centre = np.array([shift_x, 0.0, z_sign * d])
+        return K @ np.concatenate([R, -R @ centre[:, None]], axis=1)
+
+    seen = eval_mesh.observed(points, mesh.vertices, mesh.faces, [camera(+1)], 400, 400)
+    assert abs(seen.mean() - (1 - r / d) / 2) < 0.01
+    assert np.all(points[seen, 2] > r * r / d - 0.02)  # only the near cap
+    both = eval_mesh.observed(points, mesh.vertices, mesh.faces, [camera(+1), camera(-1)], 400, 400)
+    assert abs(both.mean() - (1 - r / d)) < 0.015
+    away = eval_mesh.observed(points, mesh.vertices, mesh.faces, [camera(+1, shift_x=50.0)], 400, 400)
+    assert not away.any()  # the sphere projects far outside that camera's image
