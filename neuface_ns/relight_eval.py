@@ -44,8 +44,7 @@ class EvalRelight:
     def main(self) -> Dict[str, object]:
         from nerfstudio.utils.eval_utils import eval_setup
 
-        from neuface_ns.lighting import MAX_SH_ORDER, load_sh_light, resize_sh_light
-        from neuface_ns.viewer import LightSettings
+        from neuface_ns.lighting import MAX_SH_ORDER, load_sh_light
 
         if not self.load_config.is_file():
             raise NeuFaceInputError(self.load_config, "config file not found")
@@ -58,17 +57,37 @@ class EvalRelight:
         except (FileNotFoundError, ValueError) as error:
             raise NeuFaceInputError(self.light, str(error)) from None
         _, pipeline, _, step = eval_setup(self.load_config, test_mode="test")
-        model = pipeline.model
-        model.eval()
-        dataset = pipeline.datamanager.eval_dataset
-        if dataset is None or len(dataset) == 0:
-            raise NeuFaceInputError(self.load_config, "the run has no held-out views")
-        relit = LightSettings(yaw=self.yaw, pitch=self.pitch, roll=self.roll, match_exposure=self.match_exposure,
-                              custom=resize_sh_light(light, model.light.order))
-        views: List[Dict[str, object]] = []
+        means, views = relight_metrics(pipeline, light, self.relit_images, self.yaw, self.pitch, self.roll,
+                                       self.match_exposure, source=self.load_config)
+        result = {"step": step, "light": str(self.light), "mean": means, "views": views}
+        line = json.dumps(result)
+        print(line)
+        if self.output is not None:
+            self.output.write_text(line + "\n")
+        return result
+
+
+def relight_metrics(pipeline, light: torch.Tensor, relit_images: Path, yaw: float = 0.0, pitch: float = 0.0,
+                    roll: float = 0.0, match_exposure: bool = True, source: Optional[Path] = None):
+    """Masked metrics of every held-out view rendered under `light` ([(l+1)^2, 3] SH) against the image of the same
+    name in `relit_images`, and of the render under the learned light against the same images (the baseline).
+    Returns (means with `relit_gain_db`, per-view rows)."""
+    from neuface_ns.lighting import resize_sh_light
+    from neuface_ns.viewer import LightSettings
+
+    model = pipeline.model
+    was_training = model.training
+    model.eval()
+    dataset = pipeline.datamanager.eval_dataset
+    if dataset is None or len(dataset) == 0:
+        raise NeuFaceInputError(source or relit_images, "the run has no held-out views")
+    relit = LightSettings(yaw=yaw, pitch=pitch, roll=roll, match_exposure=match_exposure,
+                          custom=resize_sh_light(light, model.light.order))
+    views: List[Dict[str, object]] = []
+    try:
         for index in range(len(dataset)):
             name = Path(dataset._dataparser_outputs.image_filenames[index]).name
-            target_path = self.relit_images / name
+            target_path = relit_images / name
             if not target_path.is_file():
                 raise NeuFaceInputError(target_path, f"no relit image for held-out view {name}")
             batch = dataset[index]
@@ -81,20 +100,17 @@ class EvalRelight:
                     outputs = model.get_outputs_for_camera(dataset.cameras[index : index + 1].to(model.device))
                 metrics, _ = model.get_image_metrics_and_images(outputs, {"image": target, "fg_mask": mask})
                 row.update({f"{label}_{k}": float(v) for k, v in metrics.items() if k.endswith("_masked")})
-            model.lighting_controls.fixed_settings = None
             views.append(row)
             print(f"\rneuface-eval-relight: {index + 1}/{len(dataset)} views", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-        keys = [k for k in views[0] if k != "view"]
-        means = {k: float(np.mean([v[k] for v in views])) for k in keys}
-        if "relit_psnr_masked" in means:
-            means["relit_gain_db"] = means["relit_psnr_masked"] - means["unrelit_psnr_masked"]
-        result = {"step": step, "light": str(self.light), "mean": means, "views": views}
-        line = json.dumps(result)
-        print(line)
-        if self.output is not None:
-            self.output.write_text(line + "\n")
-        return result
+    finally:
+        model.lighting_controls.fixed_settings = None
+        model.train(was_training)
+    print(file=sys.stderr)
+    keys = [k for k in views[0] if k != "view"]
+    means = {k: float(np.mean([v[k] for v in views])) for k in keys}
+    if "relit_psnr_masked" in means:
+        means["relit_gain_db"] = means["relit_psnr_masked"] - means["unrelit_psnr_masked"]
+    return means, views
 
 
 def _load_image(path: Path, shape) -> torch.Tensor:
