@@ -14,8 +14,8 @@ needs it, and tests never do.
 Written (IDR layout, what `neuface-dtu-data` reads; world units = the scan's millimetres):
 
     <out>/image/000.png ...   8-bit sRGB, black outside the mask; training views rendered with --samples (noisy
-                              like a photo), held-out views (every --eval-interval-th, from view 0) with
-                              --clean-samples (clean ground truth)
+                              like a photo; .jpg with --train-image-format jpg), held-out views (every
+                              --eval-interval-th, from view 0) with --clean-samples (clean ground truth)
     <out>/mask/000.png ...    255 where the first surface hit of the pixel's ray lies inside NeuFace's face
                               sphere (100 mm around the point 40 mm behind the nose tip), else 0
     <out>/cameras.npz         world_mat_i = K [R | t] (OpenCV, pixel centres at integers), scale_mat_i (unit
@@ -28,7 +28,7 @@ Written (IDR layout, what `neuface-dtu-data` reads; world units = the scan's mil
 
 and the same views in NeuFace's FaceScape layout under <out>/facescape/ (what `neuface-facescape-data` reads:
 subject 1, expression 1_neutral; the scan plays both the multi-view and the TU mesh, so Rt_scale_dict is the
-identity; landmark_indices.npz 'v10' holds the scan vertices nearest to the 68 landmarks in iBUG order, index 30
+identity; relit/<view>.jpg the relit held-out views; landmark_indices.npz 'v10' holds the scan vertices nearest to the 68 landmarks in iBUG order, index 30
 the nose tip; JPEG images and masks in train/ and test/; gt_mesh.ply in TU millimetres).
 
 Frames: the scan is y-up with the face looking +z (mm). Normalised face frame: x_n = (X_mm - c) / 100 with
@@ -222,8 +222,9 @@ def ibug_landmark_points(path: Path) -> np.ndarray:
 
 
 def write_facescape_layout(root: Path, vertices_mm, faces, landmarks_mm, K, cameras_mm, images, masks, held_out,
-                           width, height, gt_mesh) -> None:
-    """NeuFace's FaceScape layout (see the module doc) for subject 1, expression 1_neutral."""
+                           width, height, gt_mesh, relit_images=None) -> None:
+    """NeuFace's FaceScape layout (see the module doc) for subject 1, expression 1_neutral; the relit held-out
+    views (relighting ground truth) go to relit/<view>.jpg, named like the test images."""
     from PIL import Image
     from scipy.spatial import cKDTree
 
@@ -245,8 +246,20 @@ def write_facescape_layout(root: Path, vertices_mm, faces, landmarks_mm, K, came
         params[f"{index}_K"] = K.tolist()
         params[f"{index}_Rt"] = np.concatenate([rotation.T, (-rotation.T @ centre)[:, None]], axis=1).tolist()
         params[f"{index}_width"], params[f"{index}_height"], params[f"{index}_valid"] = width, height, True
+    for index, image in (relit_images or {}).items():
+        (root / "relit").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / "relit" / f"{index}.jpg", quality=95)
     (root / "imface_image" / subject / expression / "params.json").write_text(json.dumps(params, indent=1))
     gt_mesh.export(root / "gt_mesh.ply")
+
+
+def save_view(stem: Path, image: np.ndarray, image_format: str) -> Path:
+    """Write an 8-bit RGB view as <stem>.png, or as <stem>.jpg with JPEG quality 95 (4:2:0, PIL's default)."""
+    from PIL import Image
+
+    path = stem.with_suffix(f".{image_format}")
+    Image.fromarray(image).save(path, **({"quality": 95} if image_format == "jpg" else {}))
+    return path
 
 
 def cut_to_sphere(vertices, faces, centre, radius):
@@ -366,6 +379,9 @@ def parse_args(argv=None):
     p.add_argument("--distance", type=float, default=5.5, help="camera distance in face-frame units (100 mm)")
     p.add_argument("--samples", type=int, default=64, help="Cycles samples of the training views (photo-like noise)")
     p.add_argument("--clean-samples", type=int, default=512, help="samples of the held-out and relit views")
+    p.add_argument("--train-image-format", choices=("png", "jpg"), default="png",
+                   help="training views of the IDR layout as PNG, or JPEG (quality 95) like a camera's photos and "
+                        "5x smaller (the bundled sample); held-out and relit views stay PNG")
     p.add_argument("--probe-size", type=int, default=64)
     p.add_argument("--exposure", type=float, default=0.8, help="mean environment radiance after normalisation")
     p.add_argument("--specular", type=float, default=0.35)
@@ -468,7 +484,7 @@ def main(argv=None) -> int:
 
         cameras_mm = [(rotation, centre * scale + centre_mm) for rotation, centre in cameras]
         masks, hits = face_masks(vertices_mm, faces, centre_mm, cameras_mm, K, args.width, args.height)
-        arrays, alignment, final_images = {}, [], []
+        arrays, alignment, final_images, relit_images = {}, [], [], {}
         for index, mask in enumerate(masks):
             rgba = np.asarray(Image.open(work / f"train_{index:03d}.png"), dtype=np.float64) / 255.0
             # Cameras check: Cycles' coverage (alpha) against the scan hit by our own rays through the same camera.
@@ -476,12 +492,14 @@ def main(argv=None) -> int:
             alignment.append(float((covered & hits[index]).sum() / max((covered | hits[index]).sum(), 1)))
             rgb = rgba[..., :3] * rgba[..., 3:]  # over black
             final_images.append(np.round(rgb * mask[..., None] * 255).astype(np.uint8))
-            Image.fromarray(final_images[-1]).save(out / "image" / f"{index:03d}.png")
+            save_view(out / "image" / f"{index:03d}", final_images[-1],
+                      "png" if index in held_out else args.train_image_format)
             Image.fromarray((mask * 255).astype(np.uint8)).save(out / "mask" / f"{index:03d}.png")
             if index in held_out:
                 rgba = np.asarray(Image.open(work / f"relit_{index:03d}.png"), dtype=np.float64) / 255.0
                 relit = rgba[..., :3] * rgba[..., 3:] * mask[..., None]
-                Image.fromarray(np.round(relit * 255).astype(np.uint8)).save(out / "relit" / "image" / f"{index:03d}.png")
+                relit_images[index] = np.round(relit * 255).astype(np.uint8)
+                Image.fromarray(relit_images[index]).save(out / "relit" / "image" / f"{index:03d}.png")
             world = np.eye(4)
             rotation, centre = cameras_mm[index]
             world[:3, :4] = K @ np.concatenate([rotation.T, (-rotation.T @ centre)[:, None]], axis=1)
@@ -497,7 +515,8 @@ def main(argv=None) -> int:
         gt_mesh = cut_to_sphere(vertices_mm, faces, centre_mm, FACE_SPHERE_RADIUS_MM)
         gt_mesh.export(out / "gt_mesh.ply")
         write_facescape_layout(out / "facescape", vertices_mm, faces, ibug_landmark_points(args.landmarks), K,
-                               cameras_mm, final_images, masks, held_out, args.width, args.height, gt_mesh)
+                               cameras_mm, final_images, masks, held_out, args.width, args.height, gt_mesh,
+                               relit_images)
         info = {
             "generator": "scripts/render_scan_scene.py",
             "scan": args.scan_obj.name, "texture": args.texture.name,
