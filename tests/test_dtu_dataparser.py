@@ -223,6 +223,23 @@ def test_eval_splits_follow_nerfstudio_convention(scan):
     assert "mask_filenames" not in ev.metadata and ev.mask_filenames is None
 
 
+def test_auto_split_takes_held_out_views_from_scene_json(scan):
+    """The realistic-scene generator lists its clean held-out views in scene.json; 'auto' (the default) holds out
+    exactly those, 'interval' ignores them, and a bad list stops with one line naming the file."""
+    root, n = scan["root"], scan["n"]
+    all_names = [f"{i:03d}.png" for i in range(n)]
+    (root / "scene.json").write_text(json.dumps({"held_out_views": [1, 6]}))
+    try:
+        assert _names(parse(root, "val")) == [all_names[1], all_names[6]]
+        assert _names(parse(root, "train")) == [all_names[i] for i in range(n) if i not in (1, 6)]
+        assert _names(parse(root, "val", eval_mode="interval")) == [all_names[0], all_names[8]]
+        (root / "scene.json").write_text(json.dumps({"held_out_views": [1, n]}))
+        with pytest.raises(NeuFaceInputError, match="scene.json"):
+            parse(root, "val")
+    finally:
+        (root / "scene.json").unlink()
+
+
 def test_filename_eval_mode_requires_train_eval_names(scan):
     with pytest.raises(NeuFaceInputError) as err:
         parse(scan["root"], eval_mode="filename")

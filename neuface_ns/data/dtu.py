@@ -27,10 +27,11 @@ the dataset adds them to every batch as ``"fg_mask"``.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Tuple, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import cv2
 import numpy as np
@@ -66,8 +67,10 @@ class NeuFaceDTUDataParserConfig(DataParserConfig):
     """Scan directory holding image/, mask/ and cameras.npz (default: the bundled sample scan)."""
     downscale_factor: int = 1
     """Shrink images and masks by this integer factor (area average over f x f pixel blocks)."""
-    eval_mode: Literal["fraction", "filename", "interval", "all"] = "interval"
-    """How to split train/eval views (nerfstudio's convention):
+    eval_mode: Literal["auto", "fraction", "filename", "interval", "all"] = "auto"
+    """How to split train/eval views (nerfstudio's convention, plus auto):
+    auto: the views listed as held_out_views in the scan's scene.json (scripts/render_scan_scene.py writes it,
+    with its clean held-out renders), else interval;
     fraction: train_split_fraction of the views, evenly spaced, train, the rest eval;
     filename: names containing 'train' / 'eval';
     interval: every eval_interval-th view (starting at view 0) is eval, the others train;
@@ -173,6 +176,7 @@ class NeuFaceDTUDataParser(DataParser):
     def __init__(self, config: NeuFaceDTUDataParserConfig):
         super().__init__(config=config)
         self.config = config
+        self._announced_split = False
 
     # -- file discovery and validation ----------------------------------------------------------------------
 
@@ -218,7 +222,13 @@ class NeuFaceDTUDataParser(DataParser):
 
     def _split_indices(self, images: List[Path], split: str) -> np.ndarray:
         mode = self.config.eval_mode
-        if mode == "fraction":
+        held_out = self._scene_held_out_views(images) if mode == "auto" else None
+        if held_out is not None:
+            i_eval = sorted(held_out)
+            i_train = [i for i in range(len(images)) if i not in held_out]
+        elif mode in ("interval", "auto"):
+            i_train, i_eval = get_train_eval_split_interval(images, self.config.eval_interval)
+        elif mode == "fraction":
             i_train, i_eval = get_train_eval_split_fraction(images, self.config.train_split_fraction)
         elif mode == "filename":
             try:
@@ -227,8 +237,6 @@ class NeuFaceDTUDataParser(DataParser):
                 raise NeuFaceInputError(
                     images[0].parent, "eval_mode 'filename' needs 'train' or 'eval' in every image name"
                 ) from None
-        elif mode == "interval":
-            i_train, i_eval = get_train_eval_split_interval(images, self.config.eval_interval)
         elif mode == "all":
             i_train, i_eval = get_train_eval_split_all(images)
         else:
@@ -238,6 +246,24 @@ class NeuFaceDTUDataParser(DataParser):
         if split in ("val", "test"):
             return np.asarray(i_eval, dtype=np.int64)
         raise ValueError(f"Unknown dataparser split {split}")
+
+    def _scene_held_out_views(self, images: List[Path]) -> Optional[set]:
+        """held_out_views of <data>/scene.json as view indices, or None when the file does not list them."""
+        path = Path(self.config.data) / "scene.json"
+        if not path.is_file():
+            return None
+        try:
+            listed = json.loads(path.read_text()).get("held_out_views")
+        except (json.JSONDecodeError, AttributeError):
+            raise NeuFaceInputError(path, "not a JSON object") from None
+        if listed is None:
+            return None
+        if not isinstance(listed, list) or not all(isinstance(v, int) and 0 <= v < len(images) for v in listed):
+            raise NeuFaceInputError(path, f"held_out_views must be view indices in [0, {len(images)})")
+        if not self._announced_split:
+            CONSOLE.print(f"neuface-dtu-data: held-out views {listed} from {path}")
+            self._announced_split = True
+        return set(listed)
 
     # -- main -----------------------------------------------------------------------------------------------
 
