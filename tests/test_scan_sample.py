@@ -1,0 +1,101 @@
+"""The bundled realistic sample (neuface_ns/data/sample/scan: a real face scan path-traced by Cycles, made with
+scripts/render_scan_scene.py) checked against what it claims to be, without Blender: cameras and masks agree with
+the ground-truth mesh, both layouts describe the same views, every held-out view has its relit ground truth, the
+package stays small; and the realistic benchmark runs on it end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parents[1]
+SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
+SCENE = json.loads((SCAN / "scene.json").read_text())
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sample_stays_small():
+    size = sum(p.stat().st_size for p in SCAN.rglob("*") if p.is_file())
+    assert size < 8 * 2**20, f"{size / 2**20:.1f} MB"
+
+
+def test_visible_ground_truth_projects_into_the_masks():
+    """Every ground-truth surface point a camera sees (ray cast against the mesh) lands inside that view's mask,
+    and the mask holds little else: the cameras, the masks and gt_mesh.ply describe the same head."""
+    import trimesh
+
+    eval_mesh = _load("eval_mesh", ROOT / "scripts" / "eval_mesh.py")
+    gt = trimesh.load(SCAN / "gt_mesh.ply", process=False)
+    points = eval_mesh.sample_surface(gt.vertices, gt.faces, 60_000, np.random.default_rng(0))
+    with np.load(SCAN / "cameras.npz") as cameras:
+        for view in (0, 5, 17, 30):
+            P = cameras[f"world_mat_{view}"][:3, :4]
+            mask = np.asarray(Image.open(SCAN / "mask" / f"{view:03d}.png")) > 127
+            height, width = mask.shape
+            seen = eval_mesh.observed(points, gt.vertices, gt.faces, [P], width, height)
+            pix = np.concatenate([points[seen], np.ones((seen.sum(), 1))], axis=1) @ P.T
+            col = np.clip(np.round(pix[:, 0] / pix[:, 2]).astype(int), 0, width - 1)
+            row = np.clip(np.round(pix[:, 1] / pix[:, 2]).astype(int), 0, height - 1)
+            assert seen.mean() > 0.2
+            assert mask[row, col].mean() > 0.97, view  # seen surface -> inside the mask
+            covered = np.zeros_like(mask)
+            covered[row, col] = True
+            grown = np.asarray(Image.fromarray(covered).filter(ImageFilter.MaxFilter(5)))
+            assert (mask & ~grown).sum() < 0.03 * mask.sum(), view  # the mask holds little but that surface
+
+
+def test_both_layouts_hold_the_same_views_and_split():
+    """neuface-dtu-data on the IDR layout and neuface-facescape-data on facescape/ give the same normalised cameras
+    (two different normalisations: scale_mat vs the nose tip) and the generator's held-out views."""
+    import torch
+
+    from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
+    from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
+
+    held_out = SCENE["held_out_views"]
+    for split, expected in (("train", [v for v in range(len(SCENE["mask_pixels"])) if v not in held_out]),
+                            ("test", held_out)):
+        idr = NeuFaceDTUDataParserConfig(data=SCAN).setup().get_dataparser_outputs(split=split)
+        face = NeuFaceFaceScapeDataParserConfig(data=SCAN / "facescape", downscale_factor=1).setup() \
+            .get_dataparser_outputs(split=split)
+        assert [int(Path(p).stem) for p in idr.image_filenames] == expected
+        order = np.argsort([int(Path(p).stem) for p in face.image_filenames])
+        assert [int(Path(face.image_filenames[i]).stem) for i in order] == expected
+        torch.testing.assert_close(face.cameras.camera_to_worlds[order], idr.cameras.camera_to_worlds,
+                                   atol=2e-4, rtol=0)
+        torch.testing.assert_close(face.cameras.fx[order], idr.cameras.fx)
+
+
+def test_relit_ground_truth_and_lights():
+    for view in SCENE["held_out_views"]:
+        assert (SCAN / "relit" / "image" / f"{view:03d}.png").is_file()
+        assert (SCAN / "facescape" / "relit" / f"{view}.jpg").is_file()
+    train, relight = (np.load(SCAN / "lights" / f"{name}.npy") for name in ("train", "relight"))
+    assert train.shape == relight.shape == (121, 3)
+    assert (train[0] > 0).all() and (relight[0] > 0).all()  # positive mean radiance
+    assert np.abs(train - relight).max() > 0.1 * np.abs(train).max()  # two different environments
+
+
+def test_realistic_benchmark_reports_every_figure(capsys):
+    benchmark = _load("benchmark", ROOT / "scripts" / "benchmark.py")
+    assert benchmark.main(["--realistic", "--method", "neuface-dtu", "--steps", "2", "--warmup", "0",
+                           "--budget-steps", "4", "--device", "cpu",
+                           "--set", "pipeline.datamanager.train_num_rays_per_batch=64"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("wall_s", "psnr_masked", "ssim_masked", "relit_psnr_masked", "unrelit_psnr_masked",
+                "relit_gain_db", "mesh_chamfer", "mesh_fscore", "mesh_observed_fraction", "peak_memory_mb"):
+        assert np.isfinite(result[key]), key
+    assert result["mesh_threshold"] == 1.0  # F-score at 1 mm
+    assert 0.3 < result["mesh_observed_fraction"] <= 1.0
+    assert result["relit_gain_db"] == pytest.approx(result["relit_psnr_masked"] - result["unrelit_psnr_masked"])
