@@ -347,9 +347,13 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
             chunk_start = time.perf_counter()
             step = train_steps(pipeline, optimizers, callbacks, step, chunk, None)
             spent += time.perf_counter() - chunk_start
+            if step % 250 < chunk:
+                print(f"  step {step}, {spent:.0f} s", file=sys.stderr, flush=True)
         result["budget_s"] = spent
         result["budget_steps"] = step
         resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
+        print(f"  {step} steps in {spent:.0f} s; evaluating (held-out views{', relit views' if args.realistic else ''}, "
+              f"{resolution}^3 mesh)", file=sys.stderr, flush=True)
         result.update(quality(pipeline, data_dir, resolution, args.realistic))
     result["wall_s"] = time.perf_counter() - wall_start
     result["peak_memory_mb"] = peak_memory_mb(device)
