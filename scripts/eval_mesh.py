@@ -16,10 +16,12 @@ distances (scipy cKDTree):
 - precision / recall: fraction of predicted / GT points closer than the threshold to the other set
 - fscore       2 P R / (P + R)
 
-With `--observed-by <IDR scan dir>`, completeness and recall count only the GT points that a training camera
-of that scan sees (in its image, in front of it, and not hidden by the GT surface itself), as DTU's observation
-masks do: a reconstruction is not blamed for surface no training view shows. Training cameras are the scan's
-views minus `held_out_views` in its scene.json (the realistic-scene generator writes it), or all views.
+With `--observed-by <IDR scan dir>`, both sides count only what a training camera of that scan sees (in its image,
+in front of it, and not hidden by the surface the point lies on): completeness and recall the GT points the GT
+surface leaves visible, accuracy and precision the predicted points the predicted surface leaves visible. This is
+what DTU's observation masks do: a reconstruction is not blamed for surface no training view shows, e.g. the back
+that an SDF closes behind an open face scan. Training cameras are the scan's views minus `held_out_views` in its
+scene.json (the realistic-scene generator writes it), or all views.
 
 All distances are in the meshes' own units (DTU world units: the scan's mm; normalised exports:
 scene units). The default threshold is 1% of the diagonal of the bounding box of the evaluated GT
@@ -176,22 +178,29 @@ def evaluate(
     observed_by: Optional[Path] = None,
 ) -> Dict[str, object]:
     rng = np.random.default_rng(seed)
-    pred_points = sample_surface(*load_geometry(mesh), num_points, rng)
+    pred_vertices, pred_faces = load_geometry(mesh)
+    pred_points = sample_surface(pred_vertices, pred_faces, num_points, rng)
     gt_vertices, gt_faces = load_geometry(gt)
     gt_points = sample_surface(gt_vertices, gt_faces, num_points, rng)
     if sphere_radius is not None:
         center = np.zeros(3) if sphere_center is None else np.asarray(sphere_center, dtype=np.float64)
         pred_points = inside_sphere(pred_points, center, sphere_radius)
         gt_points = inside_sphere(gt_points, center, sphere_radius)
-    observed_fraction = None
+    observed_fraction = observed_pred_fraction = None
     if observed_by is not None:
-        if gt_faces is None:
-            raise ValueError(f"{gt}: the observation test needs a GT mesh with faces")
-        keep = observed(gt_points, gt_vertices, gt_faces, *training_cameras(observed_by))
+        for path, faces in ((gt, gt_faces), (mesh, pred_faces)):
+            if faces is None:
+                raise ValueError(f"{path}: the observation test needs a mesh with faces")
+        cameras = training_cameras(observed_by)
+        keep = observed(gt_points, gt_vertices, gt_faces, *cameras)
         observed_fraction = float(keep.mean()) if len(keep) else 0.0
         gt_points = gt_points[keep]
+        keep = observed(pred_points, pred_vertices, pred_faces, *cameras)
+        observed_pred_fraction = float(keep.mean()) if len(keep) else 0.0
+        pred_points = pred_points[keep]
     result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
     result["observed_fraction"] = observed_fraction
+    result["observed_pred_fraction"] = observed_pred_fraction
     result["sphere"] = (
         None if sphere_radius is None else {"center": [float(v) for v in center], "radius": float(sphere_radius)}
     )
@@ -210,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sphere-radius", type=float, default=None)
     parser.add_argument("--scene", type=Path, default=None, help="IDR scan dir: cut to the sphere of cameras.npz scale_mat_0")
     parser.add_argument("--observed-by", type=Path, default=None,
-                        help="IDR scan dir: completeness only over GT surface its training cameras see")
+                        help="IDR scan dir: score only the surface (GT and predicted) its training cameras see")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.num_points < 1:

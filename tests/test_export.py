@@ -349,3 +349,33 @@ def test_observed_surface_of_a_sphere_is_the_closed_form_cap():
     assert abs(both.mean() - (1 - r / d)) < 0.015
     away = eval_mesh.observed(points, mesh.vertices, mesh.faces, [camera(+1, shift_x=50.0)], 400, 400)
     assert not away.any()  # the sphere projects far outside that camera's image
+
+
+def test_observed_scoring_ignores_the_back_an_sdf_closes_behind_an_open_scan(tmp_path):
+    """GT: the front half of a sphere (an open scan); prediction: the whole sphere (an SDF closes its surface). Seen
+    from a camera in front, only the visible cap is scored on both sides, so the closed back costs nothing; without
+    the observation test it dominates the accuracy."""
+    import trimesh
+    from PIL import Image
+
+    eval_mesh = _load_eval_mesh()
+    r, d, f = 1.0, 3.0, 200.0
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=r)
+    front = sphere.vertices[sphere.faces][:, :, 2].min(axis=1) > 0
+    open_scan = trimesh.Trimesh(sphere.vertices, sphere.faces[front], process=False)
+    sphere.export(tmp_path / "pred.ply")
+    open_scan.export(tmp_path / "gt.ply")
+    scan = tmp_path / "scan"
+    (scan / "image").mkdir(parents=True)
+    Image.new("RGB", (400, 400)).save(scan / "image" / "000.png")
+    K = np.array([[f, 0, 200.0], [0, f, 200.0], [0, 0, 1]])
+    R, centre = np.diag([1.0, -1.0, -1.0]), np.array([0.0, 0.0, d])
+    world_mat = np.eye(4)
+    world_mat[:3, :4] = K @ np.concatenate([R, -R @ centre[:, None]], axis=1)
+    np.savez(scan / "cameras.npz", world_mat_0=world_mat)
+    plain = eval_mesh.evaluate(tmp_path / "pred.ply", tmp_path / "gt.ply", num_points=50_000)
+    seen = eval_mesh.evaluate(tmp_path / "pred.ply", tmp_path / "gt.ply", num_points=50_000, observed_by=scan)
+    assert plain["accuracy"] > 0.2  # the back half is up to 1.4 r from the open scan
+    assert seen["accuracy"] < 0.01 and seen["completeness"] < 0.01
+    assert abs(seen["observed_pred_fraction"] - (1 - r / d) / 2) < 0.01  # the visible cap of the whole sphere
+    assert abs(seen["observed_fraction"] - (1 - r / d)) < 0.03  # ... which is (1 - r/d) of the front half
