@@ -240,7 +240,8 @@ def eval_frame_ms(pipeline, width: int, height: int, repeats: int = 2) -> float:
     return (time.perf_counter() - start) / repeats * 1000.0
 
 
-def quality(pipeline, data_dir: Path, resolution: int, realistic: Optional[Path] = None) -> Dict[str, float]:
+def quality(pipeline, data_dir: Path, resolution: int, realistic: Optional[Path] = None,
+            keep_mesh: Optional[Path] = None) -> Dict[str, float]:
     """Held-out masked metrics and the mesh against data_dir/gt_mesh.ply; on a realistic scene also the relit
     metrics and the face-region geometry (face sphere, F-score at 1 mm, completeness over the observed surface)."""
     from neuface_ns.export import extract_mesh_to_file
@@ -258,7 +259,7 @@ def quality(pipeline, data_dir: Path, resolution: int, realistic: Optional[Path]
             center, radius = eval_mesh.sphere_from_scene(realistic)
             face = dict(threshold=REALISTIC_FSCORE_MM, sphere_center=center, sphere_radius=radius, observed_by=realistic)
         with tempfile.TemporaryDirectory() as tmp:
-            mesh_path = extract_mesh_to_file(pipeline, Path(tmp) / "mesh.ply", resolution=resolution)
+            mesh_path = extract_mesh_to_file(pipeline, keep_mesh or Path(tmp) / "mesh.ply", resolution=resolution)
             geometry = eval_mesh.evaluate(mesh_path, gt, num_points=100_000, seed=0, **face)
         result.update({f"mesh_{k}": float(v) for k, v in geometry.items() if isinstance(v, (int, float))})
     pipeline.train()
@@ -354,7 +355,8 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
         print(f"  {step} steps in {spent:.0f} s; evaluating (held-out views{', relit views' if args.realistic else ''}, "
               f"{resolution}^3 mesh)", file=sys.stderr, flush=True)
-        result.update(quality(pipeline, data_dir, resolution, args.realistic))
+        keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
+        result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
     result["wall_s"] = time.perf_counter() - wall_start
     result["peak_memory_mb"] = peak_memory_mb(device)
     return result
@@ -409,6 +411,8 @@ def main(argv=None) -> int:
                         help="first render one WxH frame (e.g. 1600x1200) and report its time and peak memory")
     parser.add_argument("--mesh-resolution", type=int, default=192)
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--mesh-dir", type=Path, default=None,
+                        help="keep each evaluated mesh as <dir>/<method>.ply (a new or empty folder)")
     parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
                         help="config overrides for --method / A, e.g. pipeline.model.num_samples=16")
     parser.add_argument("--set-b", nargs="+", default=[], metavar="PATH=VALUE", help="config overrides for B")
@@ -426,6 +430,10 @@ def main(argv=None) -> int:
         return stress(args)
     if args.realistic is not None and not (args.realistic / "cameras.npz").is_file():
         parser.error(f"--realistic {args.realistic}: no cameras.npz (render one with scripts/render_scan_scene.py)")
+    if args.mesh_dir is not None:
+        if args.mesh_dir.exists() and any(args.mesh_dir.iterdir()):
+            parser.error(f"--mesh-dir {args.mesh_dir}: not empty (nothing is overwritten)")
+        args.mesh_dir.mkdir(parents=True, exist_ok=True)
     if args.realistic is not None and args.data is not None:
         parser.error("give either --data or --realistic")
     methods = list(args.compare) if args.compare else [args.method]

@@ -91,7 +91,8 @@ def test_realistic_benchmark_reports_every_figure(capsys):
     benchmark = _load("benchmark", ROOT / "scripts" / "benchmark.py")
     assert benchmark.main(["--realistic", "--method", "neuface-dtu", "--steps", "2", "--warmup", "0",
                            "--budget-steps", "4", "--device", "cpu",
-                           "--set", "pipeline.datamanager.train_num_rays_per_batch=64"]) == 0
+                           "--set", "pipeline.datamanager.train_num_rays_per_batch=64",
+                           "pipeline.datamanager.dataparser.downscale_factor=4"]) == 0  # 80x60 renders: quick
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("wall_s", "psnr_masked", "ssim_masked", "relit_psnr_masked", "unrelit_psnr_masked",
                 "relit_gain_db", "mesh_chamfer", "mesh_fscore", "mesh_observed_fraction", "peak_memory_mb"):
