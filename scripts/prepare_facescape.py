@@ -64,6 +64,7 @@ from neuface_ns.data.facescape import (
     load_rt_scale,
     read_json,
     read_obj_vertex,
+    view_is_valid,
     view_sort_key,
 )
 from neuface_ns.errors import NeuFaceInputError
@@ -82,13 +83,6 @@ SPLIT_RULE = (
 def view_ids(params: dict) -> List[str]:
     """View names of a params.json dict (those with a '<v>_K' entry), sorted numerically."""
     return sorted({k[: -len("_K")] for k in params if k.endswith("_K")}, key=view_sort_key)
-
-
-def is_valid(params: dict, view: str) -> bool:
-    value = params.get(f"{view}_valid", True)
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
 
 
 def split_views(valid: Sequence[str], test_every: int = 8, test_views: Optional[Sequence[str]] = None) -> Tuple[List[str], List[str]]:
@@ -250,7 +244,7 @@ def prepare_tuple(paths: Paths, out: Path, sid: int, eid: int, args, progress=No
         raise NeuFaceInputError(mesh_path, "mesh has no faces")
 
     views = view_ids(params)
-    valid = [v for v in views if is_valid(params, v)]
+    valid = [v for v in views if view_is_valid(params, v)]
     skipped = [v for v in views if v not in valid]
     train, test = split_views(valid, args.test_every, args.test_views)
     image_out, mask_out = out / "imface_image" / str(sid) / expr, out / "imface_mask" / str(sid) / expr
@@ -287,7 +281,7 @@ def count_valid_views(paths: Paths, tuples) -> int:
     total = 0
     for sid, eid in tuples:
         params = read_json(paths.images / str(sid) / expression_dirname(eid) / "params.json")
-        total += sum(is_valid(params, v) for v in view_ids(params))
+        total += sum(view_is_valid(params, v) for v in view_ids(params))
     return total
 
 

@@ -293,6 +293,21 @@ def test_missing_params_key(layout):
     assert "'2_Rt'" in msg
 
 
+def test_views_marked_not_valid_are_skipped_with_one_line(layout, capsys):
+    """FaceScape's params.json keeps "<v>_valid"; a layout built the reference way keeps that file, so the
+    dataparser skips those views (and says which), and stops with one line if none is left."""
+    path = layout["root"] / "imface_image" / "3" / layout["expr"] / "params.json"
+    params = json.loads(path.read_text())
+    params["2_valid"], params["3_valid"] = False, "1"
+    path.write_text(json.dumps(params))
+    out = parse_layout(layout, "train")
+    assert sorted(p.stem for p in out.image_filenames) == ["1", "3"]
+    assert "skipping train view(s) 2" in capsys.readouterr().out.replace("\n", " ")
+    params["1_valid"] = params["3_valid"] = 0
+    path.write_text(json.dumps(params))
+    _raises(layout, "every train view is marked not valid")
+
+
 def test_missing_mask(layout):
     mask = layout["root"] / "imface_mask" / "3" / layout["expr"] / "train" / "1.jpg"
     mask.unlink()

@@ -4,7 +4,8 @@ Layout under ``data`` (the root)::
 
     Rt_scale_dict.json                              [id][exp] = [scale, Rt 4x4 (or 3x4)]: multi-view -> TU (mm)
     landmark_indices.npz                            'v10': 68 TU-mesh vertex ids; index 30 = nose tip
-    imface_image/<id>/<e>_<expr>/params.json        per view v: "<v>_K" (3x3), "<v>_Rt" (3x4, OpenCV world->cam)
+    imface_image/<id>/<e>_<expr>/params.json        per view v: "<v>_K" (3x3), "<v>_Rt" (3x4, OpenCV world->cam),
+                                                    "<v>_valid" (optional; false: the view is skipped)
     imface_image/<id>/<e>_<expr>/{train,test}/<v>.jpg
     imface_mask/<id>/<e>_<expr>/{train,test}/<v>.jpg    face where the (area-downscaled) value > 0.5
     imface_model/<id>/<e>_<expr>.obj                TU mesh; vertex v10[30] is the nose tip
@@ -132,6 +133,15 @@ def _as_matrix(value, rows_ok: Sequence[Tuple[int, int]], path: Path, what: str)
 def _check_rotation(R: np.ndarray, path: Path, what: str) -> None:
     if not np.allclose(R.T @ R, np.eye(3), atol=2e-3) or np.linalg.det(R) <= 0:
         raise NeuFaceInputError(path, f"{what}: its 3x3 block is not a rotation")
+
+
+def view_is_valid(params: dict, view: str) -> bool:
+    """FaceScape's params.json marks views whose calibration failed with "<v>_valid": false (or "0" / "false");
+    a view without the key is valid."""
+    value = params.get(f"{view}_valid", True)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
 
 
 def camera_from_params(params: dict, view: str, path: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -367,6 +377,13 @@ class NeuFaceFaceScapeDataParser(DataParser):
         folder, views = self._views(image_dir, split)
         params_path = image_dir / "params.json"
         params = read_json(params_path)
+        invalid = [view for view in views if not view_is_valid(params, view)]
+        if invalid:
+            CONSOLE.print(f"neuface-facescape-data: skipping {folder} view(s) {', '.join(invalid)}: "
+                          f"marked not valid in {params_path}")
+            views = {view: path for view, path in views.items() if view not in invalid}
+            if not views:
+                raise NeuFaceInputError(params_path, f"every {folder} view is marked not valid (<view>_valid)")
         frame = load_face_frame(root, self.config.subject_id, self.config.expression_id)
 
         images, masks, intrinsics, c2ws, sizes = [], [], [], [], []
