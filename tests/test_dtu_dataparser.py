@@ -486,3 +486,16 @@ def test_bundled_sample_matches_scene_json():
     item = ds[0]
     assert tuple(item["fg_mask"].shape) == (scene["height"], scene["width"], 1)
     assert item["fg_mask"].mean().item() == pytest.approx(views[0]["mask_fraction"], abs=1e-9)
+
+
+def test_paper_preset_trains_and_evaluates_on_every_view():
+    """NeuFace's DTU setting (common_object/training) uses all views and reports training-view metrics; the CPU
+    default keeps a held-out split."""
+    from neuface_ns.configs import dtu
+
+    paper = dtu.paper().pipeline.datamanager.dataparser.setup()
+    default = dtu.cpu_default().pipeline.datamanager.dataparser.setup()
+    views = len(list((Path(paper.config.data) / "image").glob("*.png")))
+    assert len(paper.get_dataparser_outputs("train").image_filenames) == views
+    assert len(paper.get_dataparser_outputs("test").image_filenames) == views
+    assert len(default.get_dataparser_outputs("train").image_filenames) < views
