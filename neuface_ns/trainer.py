@@ -47,13 +47,20 @@ class NeuFaceTrainerConfig(TrainerConfig):
     the last good state). 1 stops at the first one."""
 
 
+def schedule_iterations(config: TrainerConfig, train_images: int) -> int:
+    """The iterations a preset's schedule spans: epochs x training images for the epoch presets, else
+    max_num_iterations (one definition for the trainer and the benchmark)."""
+    epochs = getattr(config, "epochs", None)
+    return epochs * train_images if epochs is not None else config.max_num_iterations
+
+
 class NeuFaceTrainer(Trainer):
     config: NeuFaceTrainerConfig
 
     def setup_optimizers(self) -> Optimizers:
         if self.config.epochs is not None:
             images = len(self.pipeline.datamanager.train_dataset)
-            total = self.config.epochs * images
+            total = schedule_iterations(self.config, images)
             cap = self._explicit_iteration_cap()
             self.config.max_num_iterations = total if cap is None else min(cap, total)
             for group in self.config.optimizers.values():

@@ -140,6 +140,8 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
+    from neuface_ns.trainer import schedule_iterations
+
     if method not in all_methods:
         raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
                          f"{sorted(m for m in all_methods if m.startswith('neuface'))}")
@@ -153,7 +155,7 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
     pipeline = config.pipeline.setup(device=device, test_mode="val")
     images = len(pipeline.datamanager.train_dataset)
     optimizer_config = copy.deepcopy(config.optimizers)
-    total_steps = (config.epochs * images) if getattr(config, "epochs", None) else config.max_num_iterations
+    total_steps = schedule_iterations(config, images)
     for group in optimizer_config.values():
         scheduler = group.get("scheduler")
         if scheduler is not None and hasattr(scheduler, "max_steps"):
@@ -295,6 +297,7 @@ def realistic_data(method: str, scene: Path) -> Tuple[Path, List[str]]:
 
 def run(method: str, args, overrides: List[str] = (), label: Optional[str] = None) -> Dict[str, float]:
     from neuface_ns import model as model_module
+    from neuface_ns.trainer import schedule_iterations
 
     device = torch.device(args.device if args.device else ("cuda" if torch.cuda.is_available() else "cpu"))
     reset_peak_memory(device)
@@ -338,8 +341,7 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     result.update(frame)
     budget_steps = args.budget_steps
     if args.realistic and args.budget_s <= 0 and budget_steps <= 0:
-        images = len(pipeline.datamanager.train_dataset)
-        budget_steps = config.epochs * images if getattr(config, "epochs", None) else config.max_num_iterations
+        budget_steps = schedule_iterations(config, len(pipeline.datamanager.train_dataset))
     if args.budget_s > 0 or budget_steps > 0:
         # Wall-clock budget (includes the timed steps), or a step budget (robust to a busy machine).
         spent = elapsed
