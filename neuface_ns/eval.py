@@ -22,18 +22,52 @@ the wheel, ``lpips/weights/v0.1/alex.pth``). Nothing is downloaded: the network 
 random trunk and both state dicts are loaded from those paths. When a file is absent,
 ``lpips_masked`` is left out of the results and one line (printed once per process) says which file
 is missing and where to put it.
+
+Two protocols (``--pipeline.model.eval-ssim`` / ``--pipeline.model.eval-mask``, or ``neuface-eval
+--protocol``, see ``neuface_ns/evaluate_cli.py``):
+
+* ``neuface-ns`` (the default, used by ``ns-eval``): the steps above: ssim mode ``masked-image``,
+  mask ``gt``, latent ``eval_latent`` (``mean`` by default).
+* ``reference``: what NeuFace's own evaluation scripts do (aejion/NeuFace, ``scripts/eval_pl.py``
+  for FaceScape, ``common_object/evaluation/eval.py`` for DTU). The calibration latent of one
+  fixed training image (index 6 for FaceScape, 4 for DTU); the same colour fit, PSNR over the mask
+  pixels; SSIM (``ssim_mode="pixel-list"``) of the list of mask pixels, a [P, 3] array, by
+  scikit-image's ``structural_similarity(..., multichannel=True)`` without ``data_range``: each
+  channel is a 1-D signal of P values in row-major pixel order, a uniform 7-sample window, sample
+  covariance, K1 = 0.01, K2 = 0.03, the 3 samples at either end cropped, the three channel means
+  averaged, and, because the arrays are float and scikit-image before 0.20 took the data range
+  of a float dtype as 1 - (-1), data_range = 2 (scikit-image 0.20 and later refuse that call).
+  FaceScape uses the ground-truth mask; DTU uses the network's mask (``mask="predicted"``: the
+  rays whose sphere tracing hit the surface; here accumulation > 0.5, which in surface mode is
+  exactly the hit rays) for the colour fit, PSNR and SSIM alike, and never looks at the
+  ground-truth mask. The reference computes no LPIPS; ``lpips_masked`` is still reported, on the
+  colour-fitted images multiplied by the chosen mask.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Literal, Optional, Tuple
 
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 MAX_PSNR = 100.0  # a perfect fit has MSE 0; report this cap instead of infinity
+
+SsimMode = Literal["masked-image", "pixel-list"]
+MaskMode = Literal["gt", "predicted"]
+SSIM_MODES: Tuple[str, ...] = ("masked-image", "pixel-list")
+MASK_MODES: Tuple[str, ...] = ("gt", "predicted")
+PROTOCOLS: Tuple[str, ...] = ("neuface-ns", "reference")
+
+REFERENCE_LATENT = {"facescape": 6, "dtu": 4}
+"""The training image whose calibration latent NeuFace's scripts render held-out views with."""
+REFERENCE_MASK = {"facescape": "gt", "dtu": "predicted"}
+"""The mask NeuFace's scripts fit, score PSNR and SSIM over."""
+REFERENCE_SSIM_WINDOW = 7
+REFERENCE_SSIM_DATA_RANGE = 2.0
+"""scikit-image < 0.20's data range for float arrays when none is given (dtype range -1..1)."""
 
 ALEXNET_WEIGHTS_NAME = "alexnet-owt-7be5be79.pth"
 """torchvision's ImageNet AlexNet (IMAGENET1K_V1) checkpoint, the LPIPS v0.1 trunk."""
@@ -63,6 +97,55 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(structural_similarity_index_measure(x, y, data_range=1.0))
     kernel = 2 * smallest - 1
     return float(structural_similarity_index_measure(x, y, data_range=1.0, gaussian_kernel=False, kernel_size=kernel))
+
+
+def ssim_pixel_list(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    """NeuFace's reference SSIM: of the [P, 3] lists of the pixels of a and b ([H, W, 3]) inside mask
+    ([H, W, 1] bool), row-major, each channel a 1-D signal; uniform window of 7, sample covariance,
+    data_range 2 (see the module docstring); mean over the positions whose window lies inside the list
+    and over the channels. NaN when the mask has fewer than 7 pixels (the reference's call fails there)."""
+    m = mask.reshape(-1)
+    x = a.reshape(-1, 3)[m].double().T[:, None]  # [3, 1, P]
+    y = b.reshape(-1, 3)[m].double().T[:, None]
+    w = REFERENCE_SSIM_WINDOW
+    if x.shape[-1] < w:
+        return float("nan")
+    kernel = torch.full((1, 1, w), 1.0 / w, dtype=torch.float64, device=x.device)
+    mean = lambda v: torch.nn.functional.conv1d(v, kernel)  # noqa: E731 - valid windows only = skimage's crop
+    ux, uy = mean(x), mean(y)
+    cov_norm = w / (w - 1)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1 = (0.01 * REFERENCE_SSIM_DATA_RANGE) ** 2
+    c2 = (0.03 * REFERENCE_SSIM_DATA_RANGE) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def predicted_mask(accumulation: torch.Tensor) -> torch.Tensor:
+    """The network's own mask, [H, W, 1] bool: accumulation > 0.5 (surface mode: the rays that hit)."""
+    return torch.nan_to_num(accumulation.reshape(*accumulation.shape[:2], 1), nan=0.0) > 0.5
+
+
+def protocol_name(ssim_mode: str, mask_mode: str) -> str:
+    """"neuface-ns" (masked-image SSIM, ground-truth mask), "reference" (pixel-list SSIM) or "custom"."""
+    if ssim_mode == "masked-image" and mask_mode == "gt":
+        return "neuface-ns"
+    if ssim_mode == "pixel-list":
+        return "reference"
+    return "custom"
+
+
+def describe_protocol(latent: str, ssim_mode: str, mask_mode: str) -> str:
+    """One line naming the protocol and its three choices."""
+    name = protocol_name(ssim_mode, mask_mode)
+    latent_text = "mean of the training latents" if latent == "mean" else f"training image {latent}"
+    return (
+        f"protocol {name}: calibration latent {latent_text}; colour fit and psnr_masked over the "
+        f"{'ground-truth' if mask_mode == 'gt' else 'predicted'} mask; ssim_masked "
+        f"{'on the masked images' if ssim_mode == 'masked-image' else 'over the list of mask pixels'}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- LPIPS
@@ -165,15 +248,23 @@ def lpips_distance(a: torch.Tensor, b: torch.Tensor) -> Optional[float]:
 
 
 def masked_image_metrics(
-    predicted: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor], lpips: bool = True
+    predicted: torch.Tensor,
+    target: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    lpips: bool = True,
+    ssim_mode: SsimMode = "masked-image",
 ) -> Dict[str, float]:
-    """predicted, target [H, W, 3] in [0, 1]; mask [H, W, 1] bool (or None: whole-image metrics only).
+    """predicted, target [H, W, 3] in [0, 1]; mask [H, W, 1] bool (or None: whole-image metrics only):
+    the mask of the protocol (ground-truth or predicted). ssim_mode: "masked-image" (the project's
+    ssim_masked) or "pixel-list" (the reference's, `ssim_pixel_list`).
 
     Returns psnr, ssim (whole image, no colour fit) and, with a mask, psnr_masked, ssim_masked and
     (when the LPIPS weights are present and `lpips`) lpips_masked. An empty mask gives NaN for the
     masked metrics: the colour fit is undefined there. Non-finite predicted pixels (a broken model's rays) count
     as black: they are left out of the colour fit and scored as misses.
     """
+    if ssim_mode not in SSIM_MODES:
+        raise ValueError(f"ssim_mode must be one of {SSIM_MODES}, not {ssim_mode!r}")
     predicted = torch.where(torch.isfinite(predicted), predicted, torch.zeros_like(predicted))
     metrics = {
         "psnr": psnr_from_mse(((predicted - target) ** 2).mean()),
@@ -191,7 +282,10 @@ def masked_image_metrics(
     mse = ((fitted.reshape(-1, 3)[m] - target.reshape(-1, 3)[m]) ** 2).mean()
     maskf = mask.to(predicted.dtype)
     metrics["psnr_masked"] = psnr_from_mse(mse)
-    metrics["ssim_masked"] = _ssim(fitted * maskf, target * maskf)
+    if ssim_mode == "pixel-list":
+        metrics["ssim_masked"] = ssim_pixel_list(fitted, target, mask)
+    else:
+        metrics["ssim_masked"] = _ssim(fitted * maskf, target * maskf)
     if lpips:
         value = lpips_distance(fitted * maskf, target * maskf)
         if value is not None:

@@ -28,7 +28,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from neuface_ns import losses
 from neuface_ns.brdf import material_integral, reflect
 from neuface_ns.calibration import PhotometricCalibration
-from neuface_ns.eval import masked_image_metrics
+from neuface_ns.eval import describe_protocol, masked_image_metrics, predicted_mask
 from neuface_ns.fields.neuface_field import NeuFaceField, NeuFaceFieldConfig
 from neuface_ns.lighting import SHEnvironmentLight
 from neuface_ns.render.surface import differentiable_surface_points
@@ -89,6 +89,12 @@ class NeuFaceModelConfig(ModelConfig):
     milestone_unit: Literal["epochs", "steps"] = "epochs"
     """epochs: milestones x number of training images (the paper draws one image per step)."""
     eval_num_rays_per_chunk: int = 2048
+    eval_ssim: Literal["masked-image", "pixel-list"] = "masked-image"
+    """ssim_masked on the masked images (the project's protocol) or over the list of mask pixels (NeuFace's
+    scripts); see neuface_ns/eval.py."""
+    eval_mask: Literal["gt", "predicted"] = "gt"
+    """Mask of the colour fit and the masked metrics: the ground truth's, or the network's (accumulation > 0.5,
+    NeuFace's DTU script)."""
 
 
 class NeuFaceModel(Model):
@@ -411,7 +417,13 @@ class NeuFaceModel(Model):
         rgb = outputs["rgb"]
         mask = batch.get("fg_mask")
         mask = mask.to(rgb.device).reshape(*rgb.shape[:2], 1) > 0.5 if mask is not None else None
-        metrics = masked_image_metrics(rgb, image, mask)
+        if self.config.eval_mask == "predicted":
+            mask = predicted_mask(outputs["accumulation"])
+        if not getattr(self, "_eval_protocol_announced", False):
+            self._eval_protocol_announced = True
+            description = describe_protocol(self.config.eval_latent, self.config.eval_ssim, self.config.eval_mask)
+            CONSOLE.print(f"neuface-ns: image metrics: {description}", soft_wrap=True)
+        metrics = masked_image_metrics(rgb, image, mask, ssim_mode=self.config.eval_ssim)
         depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
         images = {
             "img": torch.cat([image, rgb], dim=1),

@@ -152,3 +152,133 @@ def test_model_image_metrics_report_the_protocol(hub_dir):
     assert all(isinstance(v, float) for v in result.values())
     for image in images.values():
         assert image.dim() == 3 and float(image.min()) >= 0 and float(image.max()) <= 1
+
+
+# ---------------------------------------------------------------------------------------------------- protocols
+
+
+def test_pixel_list_ssim_matches_skimage_on_the_reference_shaped_arrays():
+    """The reference's SSIM: skimage's structural_similarity of the [P, 3] mask-pixel lists, channel axis last,
+    defaults otherwise, which for float arrays before skimage 0.20 meant data_range = 2 (passed explicitly here,
+    as skimage >= 0.20 requires)."""
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(3)
+    h, w = 20, 24
+    a = torch.rand(h, w, 3, generator=g)
+    b = (0.7 * a + 0.3 * torch.rand(h, w, 3, generator=g)).clamp(0, 1)
+    mask = torch.zeros(h, w, 1, dtype=torch.bool)
+    mask[3:17, 4:11] = True
+    mask[6:12, 15:22] = True
+    mask[0, 0] = True
+    # As the reference builds them: images multiplied by the mask, then the mask pixels, row-major, float32.
+    m = mask.numpy()[..., 0]
+    a_list = (a.numpy() * m[..., None])[m == 1].astype(np.float32)
+    b_list = (b.numpy() * m[..., None])[m == 1].astype(np.float32)
+    assert a_list.shape == (int(m.sum()), 3)
+    expected = structural_similarity(a_list, b_list, channel_axis=-1, data_range=2.0)
+    assert metrics.ssim_pixel_list(a, b, mask) == pytest.approx(float(expected), abs=1e-6)
+    # the same data range 1 value differs: data_range is part of the reference's choice
+    assert abs(float(expected) - structural_similarity(a_list, b_list, channel_axis=-1, data_range=1.0)) > 1e-3
+    # fewer than 7 pixels: the reference's call would fail; NaN here
+    tiny = torch.zeros(h, w, 1, dtype=torch.bool)
+    tiny[0, :6] = True
+    assert math.isnan(metrics.ssim_pixel_list(a, b, tiny))
+
+
+def test_pixel_list_ssim_is_what_masked_image_metrics_reports(hub_dir):
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.rand(16, 16, 3, generator=g), torch.rand(16, 16, 3, generator=g)
+    mask = torch.zeros(16, 16, 1, dtype=torch.bool)
+    mask[2:14, 3:12] = True
+    fitted, _ = metrics.color_fitted(a, b, mask)
+    reference = masked_image_metrics(a, b, mask, lpips=False, ssim_mode="pixel-list")
+    ours = masked_image_metrics(a, b, mask, lpips=False)
+    assert reference["ssim_masked"] == pytest.approx(metrics.ssim_pixel_list(fitted, b, mask), abs=1e-12)
+    assert reference["ssim_masked"] != pytest.approx(ours["ssim_masked"], abs=1e-3)
+    assert reference["psnr_masked"] == ours["psnr_masked"]  # same fit, same PSNR
+    with pytest.raises(ValueError):
+        masked_image_metrics(a, b, mask, ssim_mode="flat")
+
+
+def _two_mask_scene():
+    """3 x 3 image. Ground-truth mask: six pure-colour pixels (red -> grey 0.2 / 0.4, green -> 0.5, blue -> 0.6).
+    The network's mask: the same six plus (0, 2), a red prediction over background 0.0.
+
+    GT mask: red maps to 0.3, residual 0.1 in 3 channels of 2 pixels: MSE = 0.06 / 18, PSNR = 10 log10(300).
+    Predicted mask: red maps to (0.2 + 0.4 + 0.0) / 3 = 0.2, residuals 0, 0.2, 0.2: MSE = 0.24 / 21,
+    PSNR = 10 log10(87.5)."""
+    predicted = torch.zeros(3, 3, 3)
+    target = torch.zeros(3, 3, 3)
+    gt_mask = torch.zeros(3, 3, 1)
+    cells = [((0, 0), (1, 0, 0), 0.2), ((0, 1), (1, 0, 0), 0.4), ((1, 0), (0, 1, 0), 0.5),
+             ((1, 1), (0, 1, 0), 0.5), ((2, 0), (0, 0, 1), 0.6), ((2, 1), (0, 0, 1), 0.6)]
+    for (i, j), colour, grey in cells:
+        predicted[i, j] = torch.tensor(colour, dtype=torch.float32)
+        target[i, j] = grey
+        gt_mask[i, j] = 1.0
+    accumulation = gt_mask.clone()
+    predicted[0, 2] = torch.tensor([1.0, 0.0, 0.0])
+    accumulation[0, 2] = 0.9
+    accumulation[1, 2] = 0.4  # below 0.5: not in the predicted mask
+    predicted[1, 2] = torch.tensor([0.0, 0.3, 0.0])
+    return predicted, target, gt_mask, accumulation
+
+
+def test_predicted_mask_variant_gives_the_hand_computed_psnr(hub_dir):
+    predicted, target, gt_mask, accumulation = _two_mask_scene()
+    network_mask = metrics.predicted_mask(accumulation)
+    assert int(network_mask.sum()) == 7 and bool(network_mask[0, 2]) and not bool(network_mask[1, 2])
+    on_gt = masked_image_metrics(predicted, target, gt_mask > 0.5, lpips=False)
+    on_predicted = masked_image_metrics(predicted, target, network_mask, lpips=False)
+    assert on_gt["psnr_masked"] == pytest.approx(10 * math.log10(300), abs=1e-3)
+    assert on_predicted["psnr_masked"] == pytest.approx(10 * math.log10(87.5), abs=1e-3)
+
+
+def _tiny_surface_model(**overrides):
+    from nerfstudio.data.scene_box import SceneBox
+
+    from neuface_ns.brdf import IntegratedBasisConfig
+    from neuface_ns.fields.appearance import SpatialAppearanceConfig
+    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
+    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
+    from neuface_ns.model import NeuFaceModelConfig
+
+    config = NeuFaceModelConfig(
+        render_mode="surface",
+        sh_order=2,
+        sdf_field=NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
+            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
+        ),
+        **overrides,
+    )
+    return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
+
+
+def test_model_metrics_follow_the_configured_protocol_and_say_which(hub_dir, capsys):
+    predicted, target, gt_mask, accumulation = _two_mask_scene()
+    outputs = {
+        "rgb": predicted, "albedo": predicted, "diffuse": predicted, "specular": predicted, "normal": predicted,
+        "depth": torch.rand(3, 3, 1), "accumulation": accumulation,
+    }
+    batch = {"image": target, "fg_mask": gt_mask}
+
+    default, _ = _tiny_surface_model().get_image_metrics_and_images(outputs, batch)
+    out = capsys.readouterr().out
+    assert "protocol neuface-ns" in out and "ground-truth mask" in out and "mean of the training latents" in out
+    assert default["psnr_masked"] == pytest.approx(10 * math.log10(300), abs=1e-3)
+
+    model = _tiny_surface_model(eval_mask="predicted", eval_ssim="pixel-list", eval_latent="1")
+    reference, _ = model.get_image_metrics_and_images(outputs, batch)
+    model.get_image_metrics_and_images(outputs, batch)
+    out = capsys.readouterr().out
+    assert out.count("protocol reference") == 1  # once per model, not per image
+    assert "predicted mask" in out and "list of mask pixels" in out and "training image 1" in out
+    assert reference["psnr_masked"] == pytest.approx(10 * math.log10(87.5), abs=1e-3)
+    network_mask = metrics.predicted_mask(accumulation)
+    fitted, _ = metrics.color_fitted(predicted, target, network_mask)
+    assert reference["ssim_masked"] == pytest.approx(metrics.ssim_pixel_list(fitted, target, network_mask), abs=1e-9)
+    assert all(isinstance(v, float) for v in reference.values())
