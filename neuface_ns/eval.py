@@ -137,9 +137,9 @@ def protocol_name(ssim_mode: str, mask_mode: str) -> str:
     return "custom"
 
 
-def describe_protocol(latent: str, ssim_mode: str, mask_mode: str) -> str:
-    """One line naming the protocol and its three choices."""
-    name = protocol_name(ssim_mode, mask_mode)
+def describe_protocol(latent: str, ssim_mode: str, mask_mode: str, name: Optional[str] = None) -> str:
+    """One line naming the protocol (by default `protocol_name`) and its three choices."""
+    name = name or protocol_name(ssim_mode, mask_mode)
     latent_text = "mean of the training latents" if latent == "mean" else f"training image {latent}"
     return (
         f"protocol {name}: calibration latent {latent_text}; colour fit and psnr_masked over the "
