@@ -41,7 +41,8 @@ Two protocols (``--pipeline.model.eval-ssim`` / ``--pipeline.model.eval-mask``, 
   rays whose sphere tracing hit the surface; here accumulation > 0.5, which in surface mode is
   exactly the hit rays) for the colour fit, PSNR and SSIM alike, and never looks at the
   ground-truth mask. The reference computes no LPIPS; ``lpips_masked`` is still reported, on the
-  colour-fitted images multiplied by the chosen mask.
+  colour-fitted images multiplied by the chosen mask. One difference remains: the reference fits its
+  network's unclipped colours, this code the model's ``rgb``, already clamped to [0, 1].
 """
 
 from __future__ import annotations
