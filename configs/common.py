@@ -35,7 +35,8 @@ def datamanager(dataparser, rays_per_batch: int, images_per_batch: int = -1) -> 
 
 
 def optimizers(
-    lr: float, max_steps: int, milestones: Tuple[int, ...], light_lr: float, calibration_lr: float
+    lr: float, max_steps: int, milestones: Tuple[int, ...], light_lr: float, calibration_lr: float,
+    grid_lr: float = 1e-2,
 ) -> Dict[str, dict]:
     def group(group_lr: float) -> dict:
         return {
@@ -43,7 +44,9 @@ def optimizers(
             "scheduler": MultiStepSchedulerConfig(max_steps=max_steps, gamma=0.5, milestones=milestones),
         }
 
-    return {"fields": group(lr), "light": group(light_lr), "calibration": group(calibration_lr)}
+    # "appearance_grid" is used only by a grid appearance (TriplaneAppearanceConfig): feature planes want a higher lr.
+    return {"fields": group(lr), "light": group(light_lr), "calibration": group(calibration_lr),
+            "appearance_grid": group(grid_lr)}
 
 
 def viewer() -> ViewerConfig:

@@ -67,7 +67,7 @@ def facescape_datamanager(rays_per_batch: int, one_image_per_step: bool, dilatio
 
 
 def facescape_optimizers(lr: float, max_steps: int, milestones, light_lr: float, calibration_lr: float,
-                         prior_lr: float, latent_lr: float) -> dict:
+                         prior_lr: float, latent_lr: float, grid_lr: float = 1e-2) -> dict:
     def group(group_lr: float) -> dict:
         return {
             "optimizer": AdamOptimizerConfig(lr=group_lr, eps=1e-15),
@@ -81,6 +81,7 @@ def facescape_optimizers(lr: float, max_steps: int, milestones, light_lr: float,
         "calibration": group(calibration_lr),
         "prior": group(prior_lr),
         "prior_latents": group(latent_lr),
+        "appearance_grid": group(grid_lr),  # only a grid appearance (TriplaneAppearanceConfig) has parameters here
     }
 
 

@@ -126,13 +126,20 @@ class NeuFaceModel(Model):
         # fine-tuned with their own optimiser (lr / 100 in the face paper preset); an untrained P
         # (the IDR MLP) trains with the other networks in "fields".
         prior_group = getattr(prior.config, "param_group", "fields")
+        # A grid appearance (tri-plane) gives its feature planes a group of their own, with a grid-sized lr.
+        grid = self.field.appearance.grid_parameters()
+        grid_ids = {id(p) for p in grid}
         groups = {
-            "fields": [p for n, p in self.field.named_parameters() if not n.startswith("sdf_network.")]
+            "fields": [
+                p for n, p in self.field.named_parameters() if not n.startswith("sdf_network.") and id(p) not in grid_ids
+            ]
             + (network if prior_group == "fields" else [])
             + list(self.density.parameters()),
             "light": list(self.light.parameters()),
             "calibration": list(self.calibration.parameters()),
         }
+        if grid:
+            groups[getattr(self.field.appearance.config, "param_group", "appearance_grid")] = grid
         if prior_group != "fields" and network:
             groups[prior_group] = network
         if latents:

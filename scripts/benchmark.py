@@ -114,15 +114,35 @@ def load_eval_mesh_module():
     return module
 
 
+def _config_classes() -> Dict[str, type]:
+    """Config classes an override may construct, e.g. `...appearance=TriplaneAppearanceConfig(num_basis=3)`."""
+    from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
+    from neuface_ns.fields.appearance import SpatialAppearanceConfig, TriplaneAppearanceConfig
+
+    return {cls.__name__: cls for cls in (SpatialAppearanceConfig, TriplaneAppearanceConfig, MaskBBoxPixelSamplerConfig)}
+
+
 def parse_override(text: str):
-    """`dotted.path=value` -> (path, value); value is a Python literal (None, 12, (4,), "surface") or a bare string."""
+    """`dotted.path=value` -> (path, value); value is a Python literal (None, 12, (4,), "surface"), a call of one of
+    the config classes in _config_classes() with literal keyword arguments, or a bare string."""
     path, sep, value = text.partition("=")
     if not sep:
         raise SystemExit(f"benchmark: override {text!r} is not of the form dotted.path=value")
     try:
         return path, ast.literal_eval(value)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        call = ast.parse(value, mode="eval").body
+    except SyntaxError:
         return path, value
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.args:
+        classes = _config_classes()
+        if call.func.id not in classes:
+            raise SystemExit(f"benchmark: override {text!r}: {call.func.id} is not one of {sorted(classes)}")
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        return path, classes[call.func.id](**kwargs)
+    return path, value
 
 
 def apply_overrides(config, overrides: List[str]) -> None:
