@@ -26,15 +26,17 @@ Conventions
   to camera, ``x_cam = R @ X_world + t``; camera centre ``C = -R^T t``.
   ``world_mat_i`` is 4x4 with the top three rows ``K @ [R | t]`` and last
   row ``0 0 0 1``; ``world_mat_i @ scale_mat_i`` projects normalised points.
-* Pixel convention: the ray of pixel (row i, column j) passes through the
-  continuous image coordinate ``(u, v) = (j + 0.5, i + 0.5)``, i.e. its
-  camera-space direction is ``K^-1 @ [j + 0.5, i + 0.5, 1]``.  Reported
-  landmark pixels are continuous coordinates ``(u, v) = (x/z, y/z)`` of
-  ``K @ x_cam`` with no extra offset, so landmark (u, v) lies in pixel
-  ``(row, col) = (floor(v), floor(u))``.
-* Anti-aliasing: 2x2 supersampling at sub-pixel offsets {0.25, 0.75} in
-  both u and v; colour = mean of the four samples (misses count as black);
-  mask = (number of hitting samples >= 2), i.e. coverage >= 0.5.
+* Pixel convention: OpenCV's, as in DTU / IDR ``cameras.npz`` and FaceScape's
+  ``params.json``: pixel centres sit at integer coordinates, so the ray of
+  pixel (row i, column j) passes through ``(u, v) = (j, i)``, i.e. its
+  camera-space direction is ``K^-1 @ [j, i, 1]``, and the image spans
+  ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``.  Reported landmark pixels are the
+  continuous coordinates ``(u, v) = (x/z, y/z)`` of ``K @ x_cam``, so landmark
+  (u, v) lies in pixel ``(row, col) = (round(v), round(u))``.  (Renderers
+  that measure from the image corner, like nerfstudio, use cx + 0.5, cy + 0.5.)
+* Anti-aliasing: 2x2 supersampling at sub-pixel offsets {-0.25, +0.25} from
+  the pixel centre in both u and v; colour = mean of the four samples (misses
+  count as black); mask = (number of hitting samples >= 2), i.e. coverage >= 0.5.
 * Image formation (linear, no gamma / tone curve):
   ``pixel = clip(G_i @ (diffuse + specular), 0, 1)``, quantised with
   ``round(255 * pixel)``.  ``diffuse = albedo / pi * E_sh(n)`` where
@@ -75,10 +77,10 @@ HEAD_HEIGHT = 1.1  # normalised extent along y used to pick the focal length
 FILL_FRACTION = 0.65  # head height / image height
 
 PIXEL_CONVENTION = (
-    "ray of pixel (row i, col j) passes through continuous image coordinate "
-    "(u, v) = (j + 0.5, i + 0.5), direction_cam = K^-1 @ [j+0.5, i+0.5, 1]; "
-    "landmark pixels are continuous (u, v) = projection through K with no "
-    "extra offset, lying in pixel (row, col) = (floor(v), floor(u))"
+    "OpenCV: pixel centres at integer coordinates; the ray of pixel (row i, col j) passes through "
+    "(u, v) = (j, i), direction_cam = K^-1 @ [j, i, 1]; the image spans [-0.5, W-0.5] x [-0.5, H-0.5]; "
+    "landmark pixels are continuous (u, v) = projection through K, lying in pixel (row, col) = "
+    "(round(v), round(u)); a corner-based renderer (nerfstudio) uses cx + 0.5, cy + 0.5"
 )
 CAMERA_CONVENTION = (
     "OpenCV: x right, y down, z forward; x_cam = R @ X_world + t; "
@@ -440,8 +442,9 @@ def make_cameras(
         raise ValueError("num_views must be >= 1")
     rng = np.random.default_rng(seed)
     fx = FILL_FRACTION * height * CAMERA_DISTANCE / HEAD_HEIGHT
-    cx = width / 2.0 + 1.3 * width / 200.0
-    cy = height / 2.0 - 0.8 * height / 150.0
+    # OpenCV principal point (pixel centres at integers: the image centre is (W/2 - 0.5, H/2 - 0.5)), off-centre
+    cx = width / 2.0 - 0.5 + 1.3 * width / 200.0
+    cy = height / 2.0 - 0.5 - 0.8 * height / 150.0
     K = np.array([[fx, 0.0, cx], [0.0, fx, cy], [0.0, 0.0, 1.0]])
     phase = rng.uniform()
     cams: List[Camera] = []
@@ -510,7 +513,8 @@ def sphere_trace(
 
 def camera_rays(cam: Camera, u: np.ndarray, v: np.ndarray, scale: float = WORLD_SCALE,
                 centre: Sequence[float] = WORLD_CENTRE) -> Tuple[np.ndarray, np.ndarray]:
-    """Origin (3,) and unit directions (N,3) in the normalised frame through continuous pixel coords (u, v)."""
+    """Origin (3,) and unit directions (N,3) in the normalised frame through OpenCV pixel coords (u, v)
+    (pixel centres at integers)."""
     pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=-1)
     d_cam = pix @ np.linalg.inv(cam.K).T
     d = d_cam @ cam.R  # = (R^T d_cam^T)^T
@@ -530,7 +534,7 @@ def render_view(cam: Camera, supersample: int = 2, scale: float = WORLD_SCALE,
                 centre: Sequence[float] = WORLD_CENTRE) -> RenderResult:
     """Render one view with ``supersample x supersample`` samples per pixel."""
     H, W = cam.height, cam.width
-    offs = (np.arange(supersample) + 0.5) / supersample
+    offs = (np.arange(supersample) + 0.5) / supersample - 0.5  # from the pixel centre
     jj, ii = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
     rad_acc = np.zeros((H * W, 3))
     cov_acc = np.zeros(H * W)
@@ -580,9 +584,10 @@ def compute_landmarks() -> Dict[str, Dict[str, np.ndarray]]:
 
 def landmark_in_view(cam: Camera, point_n: np.ndarray, normal_n: np.ndarray, scale: float = WORLD_SCALE,
                      centre: Sequence[float] = WORLD_CENTRE) -> Dict[str, object]:
-    """Pixel (continuous u, v), camera depth and visibility of a landmark in one view.
+    """Pixel (continuous OpenCV u, v), camera depth and visibility of a landmark in one view.
 
-    Visible = in front of the camera, at least 1 px inside the image, facing the
+    Visible = in front of the camera, at least 1 px inside the image (whose
+    border is at -0.5 and W - 0.5), facing the
     camera (cos(normal, to-camera) >= 0.3) and not occluded (the first hit of the
     camera ray towards it is the landmark itself).
     """
@@ -595,7 +600,7 @@ def landmark_in_view(cam: Camera, point_n: np.ndarray, normal_n: np.ndarray, sca
     dist = float(np.linalg.norm(to_pt))
     d = to_pt / dist
     facing = float(-(d @ normal_n))
-    inside = (xc[2] > 0) and (1.0 <= u <= cam.width - 1.0) and (1.0 <= v <= cam.height - 1.0)
+    inside = (xc[2] > 0) and (0.5 <= u <= cam.width - 1.5) and (0.5 <= v <= cam.height - 1.5)
     visible = False
     if inside and facing >= 0.3:
         hit, t = sphere_trace(origin_n, d[None], eps=1e-8, max_steps=2000)
@@ -712,7 +717,8 @@ def scene_metadata(scene: Scene) -> Dict[str, object]:
         "object_radius_normalised": 0.8,
         "pixel_convention": PIXEL_CONVENTION,
         "camera_convention": CAMERA_CONVENTION,
-        "supersampling": {"samples_per_axis": 2, "offsets": [0.25, 0.75], "mask_rule": "coverage >= 0.5"},
+        "supersampling": {"samples_per_axis": 2, "offsets_from_pixel_centre": [-0.25, 0.25],
+                          "mask_rule": "coverage >= 0.5"},
         "image_formation": "pixel = clip(exposure @ (diffuse + specular), 0, 1); linear (no gamma); uint8 = round(255 * pixel); background = 0",
         "landmarks": {
             k: {
@@ -1034,7 +1040,7 @@ def undistort_normalised(xd: np.ndarray, yd: np.ndarray, dist: Sequence[float], 
 def render_distorted_view(cam: Camera, dist: Sequence[float], supersample: int = 1) -> RenderResult:
     """Render what a camera with OpenCV lens distortion ``dist`` records (pixel convention as above)."""
     H, W = cam.height, cam.width
-    offs = (np.arange(supersample) + 0.5) / supersample
+    offs = (np.arange(supersample) + 0.5) / supersample - 0.5  # from the pixel centre
     jj, ii = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
     Kinv = np.linalg.inv(cam.K)
     rad_acc = np.zeros((H * W, 3))

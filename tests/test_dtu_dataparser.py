@@ -127,8 +127,9 @@ def test_decomposition_recovers_known_intrinsics_and_poses(scan):
     assert len(cams) == n
     np.testing.assert_allclose(cams.fx.numpy().ravel(), np.full(n, K_TRUE[0, 0]), rtol=1e-6)
     np.testing.assert_allclose(cams.fy.numpy().ravel(), np.full(n, K_TRUE[1, 1]), rtol=1e-6)
-    np.testing.assert_allclose(cams.cx.numpy().ravel(), np.full(n, K_TRUE[0, 2]), rtol=1e-6)
-    np.testing.assert_allclose(cams.cy.numpy().ravel(), np.full(n, K_TRUE[1, 2]), rtol=1e-6)
+    # OpenCV principal point (pixel centres at integers) -> nerfstudio's (measured from the image corner)
+    np.testing.assert_allclose(cams.cx.numpy().ravel(), np.full(n, K_TRUE[0, 2] + 0.5), rtol=1e-6)
+    np.testing.assert_allclose(cams.cy.numpy().ravel(), np.full(n, K_TRUE[1, 2] + 0.5), rtol=1e-6)
     assert (cams.width.ravel() == scan["width"]).all() and (cams.height.ravel() == scan["height"]).all()
     c2w = cams.camera_to_worlds.numpy().astype(np.float64)
     np.testing.assert_allclose(c2w[:, :3, 3], scan["C"], atol=1e-6 * 3.0)
@@ -145,9 +146,9 @@ def test_nerfstudio_rays_pass_through_known_point(scan):
     for i in (0, 3, 7):
         R, C = scan["R"][i], scan["C"][i]
         p = K_TRUE @ (R @ (X - C))
-        u, v = p[0] / p[2], p[1] / p[2]  # continuous pixel coordinate (x right, y down, corner at 0)
-        # nerfstudio's coords are (row, col) = (v, u) and are used as given (no half-pixel offset added)
-        rays = out.cameras.generate_rays(camera_indices=i, coords=torch.tensor([[v, u]], dtype=torch.float32))
+        u, v = p[0] / p[2], p[1] / p[2]  # OpenCV image point (pixel centres at integers)
+        # nerfstudio's coords are (row, col) measured from the image corner (its pixel centres are at + 0.5)
+        rays = out.cameras.generate_rays(camera_indices=i, coords=torch.tensor([[v + 0.5, u + 0.5]], dtype=torch.float32))
         o = rays.origins[0].numpy().astype(np.float64)
         d = rays.directions[0].numpy().astype(np.float64)
         dist, depth = point_ray_distance(X, o, d)
@@ -156,13 +157,13 @@ def test_nerfstudio_rays_pass_through_known_point(scan):
 
 
 def test_ray_generator_pixel_centre_convention(scan):
-    """The datamanager's RayGenerator shoots pixel (row r, col c) through (c + 0.5, r + 0.5)."""
+    """The datamanager's RayGenerator shoots pixel (row r, col c) through that pixel's OpenCV centre (c, r)."""
     out = parse(scan["root"], eval_mode="all")
     gen = RayGenerator(out.cameras)
     i, row, col = 4, 5, 7
     R, C = scan["R"][i], scan["C"][i]
     depth = 2.7
-    X = C + depth * R.T @ np.linalg.solve(K_TRUE, np.array([col + 0.5, row + 0.5, 1.0]))
+    X = C + depth * R.T @ np.linalg.solve(K_TRUE, np.array([col, row, 1.0]))
     rays = gen(torch.tensor([[i, row, col]]))
     dist, along = point_ray_distance(X, rays.origins[0].double().numpy(), rays.directions[0].double().numpy())
     assert dist < 1e-5 and along > 0
@@ -258,14 +259,14 @@ def test_downscale_halves_size_intrinsics_and_box_averages(tmp_path):
     assert (cams.width.ravel() == 16).all() and (cams.height.ravel() == 12).all()
     np.testing.assert_allclose(cams.fx.numpy().ravel(), K_TRUE[0, 0] / 2, rtol=1e-6)
     np.testing.assert_allclose(cams.fy.numpy().ravel(), K_TRUE[1, 1] / 2, rtol=1e-6)
-    np.testing.assert_allclose(cams.cx.numpy().ravel(), K_TRUE[0, 2] / 2, rtol=1e-6)
-    np.testing.assert_allclose(cams.cy.numpy().ravel(), K_TRUE[1, 2] / 2, rtol=1e-6)
+    np.testing.assert_allclose(cams.cx.numpy().ravel(), (K_TRUE[0, 2] + 0.5) / 2, rtol=1e-6)
+    np.testing.assert_allclose(cams.cy.numpy().ravel(), (K_TRUE[1, 2] + 0.5) / 2, rtol=1e-6)
     assert out.metadata["downscale_factor"] == 2
-    # the downscaled camera still sees a known point where the full camera does, at half the coordinate
+    # the downscaled camera still sees a known point where the full camera does: at half the corner-based coordinate
     X = np.array([-0.1, 0.2, 0.05])
     R, C = gt["R"][1], gt["C"][1]
     p = K_TRUE @ (R @ (X - C))
-    u, v = p[0] / p[2] / 2, p[1] / p[2] / 2
+    u, v = (p[0] / p[2] + 0.5) / 2, (p[1] / p[2] + 0.5) / 2
     rays = cams.generate_rays(camera_indices=1, coords=torch.tensor([[v, u]], dtype=torch.float32))
     assert point_ray_distance(X, rays.origins[0].double().numpy(), rays.directions[0].double().numpy())[0] < 1e-5
 
@@ -454,8 +455,8 @@ def test_bundled_sample_matches_scene_json():
     K = np.array([v["K"] for v in views])
     np.testing.assert_allclose(cams.fx.numpy().ravel(), K[:, 0, 0], rtol=1e-6)
     np.testing.assert_allclose(cams.fy.numpy().ravel(), K[:, 1, 1], rtol=1e-6)
-    np.testing.assert_allclose(cams.cx.numpy().ravel(), K[:, 0, 2], rtol=1e-6)
-    np.testing.assert_allclose(cams.cy.numpy().ravel(), K[:, 1, 2], rtol=1e-6)
+    np.testing.assert_allclose(cams.cx.numpy().ravel(), K[:, 0, 2] + 0.5, rtol=1e-6)  # OpenCV K -> corner-based
+    np.testing.assert_allclose(cams.cy.numpy().ravel(), K[:, 1, 2] + 0.5, rtol=1e-6)
     c2w = cams.camera_to_worlds.numpy().astype(np.float64)
     centres = np.array([v["camera_centre_normalised"] for v in views])
     np.testing.assert_allclose(c2w[:, :3, 3], centres, atol=1e-5)
@@ -468,14 +469,15 @@ def test_bundled_sample_matches_scene_json():
     for v in views[:3]:
         got = out.dataparser_scale * (T @ np.append(v["camera_centre_world"], 1.0))
         np.testing.assert_allclose(got, v["camera_centre_normalised"], atol=1e-5)
-    # landmark pixels (continuous (u, v), no offset) are hit by nerfstudio's rays
+    # landmark pixels (OpenCV image points: pixel centres at integers) are hit by nerfstudio's rays through
+    # the corner-based coordinate (u + 0.5, v + 0.5)
     checked = 0
     for i in (0, len(views) // 2, len(views) - 1):
         for name, lm in views[i]["landmarks"].items():
             if not lm["visible"]:
                 continue
             u, v = lm["pixel"]
-            rays = cams.generate_rays(camera_indices=i, coords=torch.tensor([[v, u]], dtype=torch.float32))
+            rays = cams.generate_rays(camera_indices=i, coords=torch.tensor([[v + 0.5, u + 0.5]], dtype=torch.float32))
             X = np.array(scene["landmarks"][name]["normalised"])
             dist, depth = point_ray_distance(X, rays.origins[0].double().numpy(), rays.directions[0].double().numpy())
             assert dist < 1e-5 and depth > 0, (i, name, dist)

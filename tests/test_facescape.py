@@ -65,7 +65,7 @@ def test_sample_cameras_match_generator(scene, split):
         np.testing.assert_allclose(c2w[i, :3, :3] * FLIP, v["rotation_c2w_face_opencv"], atol=2e-6)
         K = np.array(v["K"])
         np.testing.assert_allclose(float(out.cameras.fx[i]), K[0, 0] / 4, rtol=1e-6)
-        np.testing.assert_allclose(float(out.cameras.cy[i]), K[1, 2] / 4, rtol=1e-6)
+        np.testing.assert_allclose(float(out.cameras.cy[i]), (K[1, 2] + 0.5) / 4, rtol=1e-6)  # OpenCV K
     assert (out.cameras.width == scene["width"] // 4).all() and (out.cameras.height == scene["height"] // 4).all()
     assert out.metadata["black_background"] is True
     assert [p.stem for p in out.metadata["fg_mask_filenames"]] == names
@@ -88,9 +88,9 @@ def test_rays_through_known_landmarks(scene, factor):
             for name, lm in views[p.stem]["landmarks"].items():
                 if not lm["visible"]:
                     continue
-                u, v = lm["pixel"]  # continuous, full resolution, corner at 0
-                rays = out.cameras.generate_rays(
-                    camera_indices=i, coords=torch.tensor([[v / factor, u / factor]], dtype=torch.float32)
+                u, v = lm["pixel"]  # OpenCV image point (pixel centres at integers), full resolution
+                rays = out.cameras.generate_rays(  # nerfstudio's coords: from the corner, in the downscaled image
+                    camera_indices=i, coords=torch.tensor([[(v + 0.5) / factor, (u + 0.5) / factor]], dtype=torch.float32)
                 )
                 point = np.array(scene["landmarks"][name]["face"])
                 dist, depth = point_ray_distance(point, rays.origins[0].double().numpy(), rays.directions[0].double().numpy())
@@ -108,8 +108,8 @@ def test_landmarks_fall_in_masks(scene):
         item = ds[i]
         for lm in views[out.image_filenames[i].stem]["landmarks"].values():
             if lm["visible"]:
-                u, v = lm["pixel"]
-                assert item["fg_mask"][int(v // 4), int(u // 4), 0] == 1.0
+                u, v = lm["pixel"]  # OpenCV: the full-size pixel (round(v), round(u)), in the block of 4
+                assert item["fg_mask"][int((v + 0.5) // 4), int((u + 0.5) // 4), 0] == 1.0
 
 
 def test_nose_tip_and_tu_millimetres(scene):
@@ -256,9 +256,9 @@ def test_handbuilt_normalisation_matches_spec_formula(layout):
             np.testing.assert_allclose(c2w[i, :3, 3], truth["centre"], atol=1e-5)
             np.testing.assert_allclose(c2w[i, :3, :3] * FLIP, truth["rotation"], atol=1e-6)
         np.testing.assert_allclose(out.cameras.fx.numpy().ravel(), 30.0)
-        np.testing.assert_allclose(out.cameras.cx.numpy().ravel(), 11.7, rtol=1e-6)
+        np.testing.assert_allclose(out.cameras.cx.numpy().ravel(), 11.7 + 0.5, rtol=1e-6)  # OpenCV K -> corner
     out = parse_layout(layout, downscale_factor=2)
-    np.testing.assert_allclose(out.cameras.cx.numpy().ravel(), 11.7 / 2, rtol=1e-6)
+    np.testing.assert_allclose(out.cameras.cx.numpy().ravel(), (11.7 + 0.5) / 2, rtol=1e-6)
     assert (out.cameras.width == 12).all() and (out.cameras.height == 8).all()
     T, s = out.dataparser_transform.numpy().astype(np.float64), out.dataparser_scale
     np.testing.assert_allclose(s * (T @ np.append(layout["nose"], 1.0)), [0, 0, 0.4], atol=1e-6)

@@ -149,8 +149,9 @@ def test_cameras_consistent(scene, cams_npz):
             np.testing.assert_allclose(E, np.eye(3))
         else:
             assert np.all((np.diag(E) >= 0.85) & (np.diag(E) <= 1.15))
-    # principal point deliberately off-centre
-    assert scene["views"][0]["K"][0][2] != scene["width"] / 2
+    # principal point deliberately off the image centre, which is (W/2 - 0.5, H/2 - 0.5) in OpenCV's convention
+    assert abs(scene["views"][0]["K"][0][2] - (scene["width"] / 2 - 0.5)) > 0.5
+    assert abs(scene["views"][0]["K"][1][2] - (scene["height"] / 2 - 0.5)) > 0.5
 
 
 def test_landmarks_project_and_visible_in_mask(gen, scene, cams_npz):
@@ -177,8 +178,8 @@ def test_landmarks_project_and_visible_in_mask(gen, scene, cams_npz):
             np.testing.assert_allclose(q[:2] / q[2], info["pixel"], atol=1e-6)
             if info["visible"]:
                 n_visible += 1
-                u, vv = info["pixel"]
-                assert mask[int(np.floor(vv)), int(np.floor(u))] > 127.5, (i, name)
+                u, vv = info["pixel"]  # OpenCV: pixel centres at integers
+                assert mask[int(np.floor(vv + 0.5)), int(np.floor(u + 0.5))] > 127.5, (i, name)
     assert all(info["visible"] for info in scene["views"][0]["landmarks"].values())
     assert n_visible >= 50
 
@@ -203,7 +204,9 @@ def test_images_and_masks(scene):
 
 
 def test_pixel_convention_by_ray_casting(gen, scene):
-    """The ray through K^-1 [j+0.5, i+0.5, 1] of a landmark's pixel passes within a pixel of the landmark."""
+    """OpenCV convention: the ray K^-1 [u, v, 1] of a landmark's reported pixel (u, v) hits the landmark, and the
+    ray K^-1 [c, r, 1] of the pixel (row r, col c) = (round(v), round(u)) that holds it passes within half a pixel
+    (per axis) of it."""
     v = scene["views"][0]
     K, R = np.asarray(v["K"]), np.asarray(v["R"])
     Cn = np.asarray(v["camera_centre_normalised"])
@@ -214,28 +217,44 @@ def test_pixel_convention_by_ray_casting(gen, scene):
         hit, t = gen.sphere_trace(Cn, d[None], eps=1e-9, max_steps=2000)
         assert hit[0]
         np.testing.assert_allclose(Cn + t[0] * d, lm["normalised"], atol=1e-5)
+        # the landmark projects to (u, v) through K; the centre ray of the pixel that holds it, K^-1 [c, r, 1],
+        # meets the landmark's depth plane within half a pixel (per axis) of it
+        x_cam = R @ (np.asarray(lm["normalised"]) - Cn)
+        p = K @ (x_cam / x_cam[2])
+        np.testing.assert_allclose(p[:2], [u, vv], atol=1e-6)
+        r, c = int(np.floor(vv + 0.5)), int(np.floor(u + 0.5))
+        centre_ray = np.linalg.solve(K, [c, r, 1.0])  # at depth 1
+        offset = K[:2, :2] @ (centre_ray[:2] - x_cam[:2] / x_cam[2])  # in pixels
+        assert np.all(np.abs(offset) <= 0.5 + 1e-9), (name, offset)
+
+
+def _pixel_centre_hits(gen, v, H, W, offset):
+    """Hit mask of the rays R^T K^-1 [j + offset, i + offset, 1], built independently of the generator's ray code."""
+    K, R = np.asarray(v["K"]), np.asarray(v["R"])
+    jj, ii = np.meshgrid(np.arange(W) + offset, np.arange(H) + offset)
+    pix = np.stack([jj.ravel(), ii.ravel(), np.ones(H * W)], axis=1)
+    d = np.linalg.solve(K, pix.T).T @ R  # rows are R^T K^-1 [u, v, 1]
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    hit, _ = gen.sphere_trace(np.asarray(v["camera_centre_normalised"]), d)
+    return hit.reshape(H, W)
 
 
 @pytest.mark.parametrize("view", [0, 5, 19])
 def test_mask_follows_half_pixel_convention(gen, scene, view):
-    """Pixel-centre rays K^-1 [j+0.5, i+0.5, 1], built here independently of the generator's ray code,
-    reproduce the supersampled mask: the silhouettes agree to a fraction of a pixel (a half-pixel
-    convention error would shift the centroid by ~0.5 px)."""
+    """OpenCV pixel-centre rays K^-1 [j, i, 1] reproduce the supersampled mask: the silhouettes agree to a
+    fraction of a pixel. The corner-based rays K^-1 [j + 0.5, i + 0.5, 1] (the convention of the old sample, and
+    nerfstudio's if K's cx, cy were used unchanged) are visibly off: their centroid moves by about half a pixel."""
     v = scene["views"][view]
-    K, R = np.asarray(v["K"]), np.asarray(v["R"])
-    Cn = np.asarray(v["camera_centre_normalised"])
     mask = np.asarray(Image.open(SAMPLE / v["mask"])) > 127.5
     H, W = mask.shape
-    jj, ii = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    pix = np.stack([jj.ravel(), ii.ravel(), np.ones(H * W)], axis=1)
-    d = np.linalg.solve(K, pix.T).T @ R  # rows are R^T K^-1 [u, v, 1]
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    hit, _ = gen.sphere_trace(Cn, d)
-    hit = hit.reshape(H, W)
+    hit = _pixel_centre_hits(gen, v, H, W, 0.0)
     assert np.sum(hit != mask) < 0.012 * mask.sum()
     ym, xm = np.nonzero(mask)
     yh, xh = np.nonzero(hit)
     assert abs(xm.mean() - xh.mean()) < 0.15 and abs(ym.mean() - yh.mean()) < 0.15
+    shifted = _pixel_centre_hits(gen, v, H, W, 0.5)
+    ys, xs = np.nonzero(shifted)
+    assert np.hypot(xm.mean() - xs.mean(), ym.mean() - ys.mean()) > 0.4
 
 
 def test_bundled_sample_matches_generator(gen, scene):

@@ -11,14 +11,16 @@ Cameras are expressed in the normalised frame (the object inside the unit sphere
 in that frame is ``(world_mat_i @ scale_mat_i)[:3, :4]``. It is decomposed into K, R (world->camera) and the
 camera centre, then converted to nerfstudio's camera-to-world OpenGL convention (x right, y up, z back).
 
-Pixel convention: nerfstudio shoots the ray of pixel (row i, col j) through the continuous coordinate
-(j + 0.5, i + 0.5) using the intrinsics as given, i.e. the top-left corner of the image is coordinate (0, 0).
-That is also the OpenCV/DTU convention for P, so K's principal point is used exactly as decomposed.
+Pixel convention. DTU's / IDR's P is an OpenCV projection: pixel centres sit at integer coordinates, so the
+centre of pixel (row i, col j) is (u, v) = (j, i) and the image spans [-0.5, W - 0.5]. nerfstudio shoots the ray
+of pixel (row i, col j) through (j + 0.5, i + 0.5) with its cx, cy (the image corner is (0, 0)). The two agree
+when nerfstudio's principal point is K's plus half a pixel: cx = K[0, 2] + 0.5, cy = K[1, 2] + 0.5.
 
-With ``downscale_factor = f`` the images are area-averaged over f x f blocks (after cropping to a multiple of
-f), so the continuous coordinate u of the full image becomes u / f: fx, fy, cx, cy are all divided by f and
-width/height become ``original // f``. The images themselves are downscaled on load by
-:class:`neuface_ns.data.dataset.NeuFaceDataset` (nothing is written to disk).
+With ``downscale_factor = f`` the images are area-averaged over f x f blocks (after cropping the last rows and
+columns to a multiple of f), so a point at corner-based coordinate u of the full image is at u / f in the small
+one: fx, fy are divided by f, cx = (K[0, 2] + 0.5) / f, cy = (K[1, 2] + 0.5) / f, and width/height become
+``original // f``. The images themselves are downscaled on load by :class:`neuface_ns.data.dataset.NeuFaceDataset`
+(nothing is written to disk).
 
 Masks are NOT given to nerfstudio as ``mask_filenames`` (its pixel sampler would then only sample inside the
 object, but NeuFace needs rays outside the mask too); they travel as ``metadata["fg_mask_filenames"]`` and
@@ -89,6 +91,17 @@ class NeuFaceDTUDataParserConfig(DataParserConfig):
 def list_images(directory: Path) -> List[Path]:
     """Image files of ``directory``, sorted by name."""
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS)
+
+
+def nerfstudio_intrinsics(K: np.ndarray, factor: int = 1) -> List[float]:
+    """[fx, fy, cx, cy] for nerfstudio's Cameras from an OpenCV K (pixel centres at integer coordinates).
+
+    nerfstudio casts the ray of pixel (row i, col j) through (j + 0.5, i + 0.5) measured from the image corner,
+    OpenCV's centre of that pixel is (j, i): the principal point moves by half a pixel. Area downscaling by
+    ``factor`` divides corner-based coordinates by it. Skew (K[0, 1]) is not representable and is dropped.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    return [K[0, 0] / factor, K[1, 1] / factor, (K[0, 2] + 0.5) / factor, (K[1, 2] + 0.5) / factor]
 
 
 def image_size(path: Path) -> Tuple[int, int]:
@@ -307,7 +320,7 @@ class NeuFaceDTUDataParser(DataParser):
             c2w[:3, :3] = R.T
             c2w[:3, 3] = centre
             c2w[:3, 1:3] *= -1  # OpenCV (y down, z forward) -> OpenGL (y up, z back)
-            intrinsics.append([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+            intrinsics.append(nerfstudio_intrinsics(K, factor))
             c2ws.append(c2w[:3, :4])
         assert scale_mat is not None
 
@@ -317,7 +330,7 @@ class NeuFaceDTUDataParser(DataParser):
             raise NeuFaceInputError(npz_path, f"scale_mat_0: {err}") from None
 
         indices = self._split_indices(images, split)
-        intr = torch.tensor(np.asarray(intrinsics)[indices], dtype=torch.float32) / factor
+        intr = torch.tensor(np.asarray(intrinsics)[indices], dtype=torch.float32)
         cameras = Cameras(
             camera_to_worlds=torch.tensor(np.asarray(c2ws)[indices], dtype=torch.float32),
             fx=intr[:, 0:1],

@@ -22,10 +22,13 @@ x_norm of the scene is, in TU millimetres, ``X_TU = 100 x_norm + nose_tip - (0, 
 (x_norm = 0.01 (X_TU - nose_tip + (0, 0, 40))), so nerfstudio's "original space" and ``neuface-export``'s mesh
 are in TU millimetres; ``metadata["facescape"]`` also carries the multi-view -> TU transform.
 
-Intrinsics: the pixel convention is the project's (see ``neuface_ns/data/dtu.py``): K is used as given and the ray
-of pixel (row i, col j) passes through (j + 0.5, i + 0.5). With ``downscale_factor`` f (area filter, default 4)
-fx, fy, cx, cy are divided by f and each view's size becomes (W // f, H // f); views may differ in size (FaceScape
-mixes cameras). The images are expected undistorted (``scripts/prepare_facescape.py`` undistorts them).
+Intrinsics: FaceScape's ``<v>_K`` is an OpenCV K (pixel centres at integer coordinates: the centre of pixel
+(row i, col j) is (j, i)), while nerfstudio casts that pixel's ray through (j + 0.5, i + 0.5) measured from the
+image corner; so cx = K[0, 2] + 0.5, cy = K[1, 2] + 0.5 (``neuface_ns.data.dtu.nerfstudio_intrinsics``, the same
+rule as the DTU parser). With ``downscale_factor`` f (area filter over f x f blocks, default 4) fx, fy are divided by
+f, cx = (K[0, 2] + 0.5) / f, cy = (K[1, 2] + 0.5) / f, and each view's size becomes (W // f, H // f); views may differ
+in size (FaceScape mixes cameras). The images are expected undistorted (``scripts/prepare_facescape.py`` undistorts
+them).
 
 Background: NeuFace renders faces with no background colour, so the pixels outside each mask are set to black
 when the image is loaded (``FaceScapeDataset``; ``metadata["black_background"]``).
@@ -51,7 +54,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns.data.dataset import NeuFaceDataset
-from neuface_ns.data.dtu import image_size
+from neuface_ns.data.dtu import image_size, nerfstudio_intrinsics
 from neuface_ns.errors import NeuFaceInputError
 
 SAMPLE_FACESCAPE_DIR = Path(__file__).parent / "sample" / "facescape"
@@ -408,7 +411,7 @@ class NeuFaceFaceScapeDataParser(DataParser):
             c2w[:3, 1:3] *= -1  # OpenCV (y down, z forward) -> OpenGL (y up, z back)
             images.append(img_path)
             masks.append(mask_path)
-            intrinsics.append([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+            intrinsics.append(nerfstudio_intrinsics(K, factor))
             c2ws.append(c2w)
             sizes.append((width // factor, height // factor))
         if distorted:
@@ -418,7 +421,7 @@ class NeuFaceFaceScapeDataParser(DataParser):
             )
 
         n = len(images)
-        intr = torch.tensor(np.asarray(intrinsics), dtype=torch.float32) / factor
+        intr = torch.tensor(np.asarray(intrinsics), dtype=torch.float32)
         size = torch.tensor(sizes, dtype=torch.int64)
         cameras = Cameras(
             camera_to_worlds=torch.tensor(np.asarray(c2ws), dtype=torch.float32),
