@@ -370,9 +370,10 @@ def test_scale_mat_differs_between_views(scan):
     assert "scale_mat_6" in _raises(scan["root"], npz)
 
 
-def test_image_and_mask_counts_differ(scan):
+def test_missing_mask_for_an_image(scan):
     (scan["root"] / "mask" / "005.png").unlink()
-    _raises(scan["root"], scan["root"] / "mask")
+    msg = _raises(scan["root"], scan["root"] / "mask" / "005.png")
+    assert "image" in msg and "005.png" in msg
 
 
 def test_no_images(scan):
@@ -412,6 +413,128 @@ def test_truncated_image_and_mask_at_load_time(scan):
         with pytest.raises(NeuFaceInputError) as err:
             ds[idx]
         assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NeuS's layout: cameras_sphere.npz, views matched to cameras by the number in the file name, .jpg
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _to_neus(root: Path) -> Path:
+    """IDR scan -> NeuS layout: the same world_mat_i / scale_mat_i saved as cameras_sphere.npz."""
+    (root / "cameras.npz").rename(root / "cameras_sphere.npz")
+    return root / "cameras_sphere.npz"
+
+
+def _centres_by_name(out):
+    return {p.name: c for p, c in zip(out.image_filenames, out.cameras.camera_to_worlds[:, :3, 3].double().numpy())}
+
+
+def test_neus_cameras_sphere_npz_is_found_and_named(scan, capsys):
+    npz = _to_neus(scan["root"])
+    out = parse(scan["root"], eval_mode="all")
+    assert f"camerasfrom{npz}" in "".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert out.metadata["cameras_file"] == str(npz)
+    np.testing.assert_allclose(out.cameras.camera_to_worlds[:, :3, 3].numpy(), scan["C"], atol=1e-5)
+    # cameras.npz wins when both are there; cameras_file picks any file (relative to data, or absolute)
+    other = dict(np.load(npz))
+    other["world_mat_0"] = other["world_mat_1"]
+    np.savez(scan["root"] / "cameras.npz", **other)
+    assert parse(scan["root"], eval_mode="all").metadata["cameras_file"] == str(scan["root"] / "cameras.npz")
+    for given in (Path("cameras_sphere.npz"), npz):
+        out = parse(scan["root"], eval_mode="all", cameras_file=given)
+        assert out.metadata["cameras_file"] == str(npz)
+        np.testing.assert_allclose(out.cameras.camera_to_worlds[0, :3, 3].numpy(), scan["C"][0], atol=1e-5)
+    msg = _raises(scan["root"], scan["root"] / "cams_typo.npz", cameras_file=Path("cams_typo.npz"))
+    assert "cameras_file" in msg
+
+
+def test_neither_camera_file(scan):
+    (scan["root"] / "cameras.npz").unlink()
+    msg = _raises(scan["root"], scan["root"] / "cameras.npz")
+    assert "cameras_sphere.npz" in msg
+
+
+def test_removed_image_keeps_every_other_camera(scan, capsys):
+    """A sparse-view run deletes images (here 002 and 005, with 005's mask kept): image 006.png still gets
+    world_mat_6, not world_mat_5."""
+    _to_neus(scan["root"])
+    for name in ("002.png", "005.png"):
+        (scan["root"] / "image" / name).unlink()
+    (scan["root"] / "mask" / "002.png").unlink()
+    out = parse(scan["root"], eval_mode="all")
+    kept = [i for i in range(scan["n"]) if i not in (2, 5)]
+    assert _names(out) == [f"{i:03d}.png" for i in kept]
+    assert out.metadata["view_ids"] == kept
+    assert [p.name for p in out.metadata["fg_mask_filenames"]] == [f"{i:03d}.png" for i in kept]
+    np.testing.assert_allclose(out.cameras.camera_to_worlds[:, :3, 3].numpy(), scan["C"][kept], atol=1e-5)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "8 images, 10 cameras" in printed and "number in each image's name" in printed
+    # held_out_views of scene.json are view ids too
+    (scan["root"] / "scene.json").write_text(json.dumps({"held_out_views": [6, 9]}))
+    assert _names(parse(scan["root"], "val")) == ["006.png", "009.png"]
+    (scan["root"] / "scene.json").write_text(json.dumps({"held_out_views": [5]}))  # its image was removed
+    _raises(scan["root"], scan["root"] / "scene.json", split="val")
+
+
+def test_numbers_not_zero_padded_and_jpg(tmp_path):
+    """Names are numbers, not positions: 2.jpg, 10.png, ... sort numerically; .jpg images and masks are read."""
+    gt = make_scan(tmp_path / "s", n_views=12)
+    root = tmp_path / "s"
+    _to_neus(root)
+    for i in range(12):
+        for sub in ("image", "mask"):
+            src = root / sub / f"{i:03d}.png"
+            if i % 3 == 0:  # some as JPEG (lossy: compare against the decoded file)
+                Image.open(src).convert("RGB" if sub == "image" else "L").save(root / sub / f"{i}.jpg", quality=95)
+                src.unlink()
+            else:
+                src.rename(root / sub / f"{i}.png")
+    (root / "image" / "7.png").unlink()
+    out = parse(root, eval_mode="all")
+    kept = [i for i in range(12) if i != 7]
+    assert [int(p.stem) for p in out.image_filenames] == kept
+    assert [p.suffix for p in out.image_filenames] == [".jpg" if i % 3 == 0 else ".png" for i in kept]
+    np.testing.assert_allclose(out.cameras.camera_to_worlds[:, :3, 3].numpy(), gt["C"][kept], atol=1e-5)
+    ds = NeuFaceDataset(out)
+    k = kept.index(9)
+    item = ds[k]
+    decoded = np.asarray(Image.open(root / "image" / "9.jpg")).astype(np.float64) / 255
+    np.testing.assert_allclose(item["image"].numpy(), decoded, atol=1e-6)
+    mask = np.asarray(Image.open(root / "mask" / "9.jpg")).astype(np.float64)
+    np.testing.assert_array_equal(item["fg_mask"][..., 0].numpy(), (mask > 127.5).astype(np.float32))
+
+
+def test_camera_missing_for_a_numbered_image(scan):
+    npz = _to_neus(scan["root"])
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(scan["root"] / "image" / "012.png")
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(scan["root"] / "mask" / "012.png")
+    msg = _raises(scan["root"], npz)
+    assert "'world_mat_12'" in msg and "012.png" in msg
+
+
+def test_two_images_with_the_same_number(scan):
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(scan["root"] / "image" / "3.jpg")
+    msg = _raises(scan["root"], "3.jpg")
+    assert "003.png" in msg
+
+
+def test_names_that_are_not_numbers_keep_idr_order(tmp_path):
+    """Not all names numbers: view i is the i-th image by name (IDR's rule), its mask the file of the same name."""
+    gt = make_scan(tmp_path / "s", n_views=4)
+    root = tmp_path / "s"
+    names = ["a_left", "b_front", "c_right", "d_top"]
+    for i, name in enumerate(names):
+        (root / "image" / f"{i:03d}.png").rename(root / "image" / f"{name}.png")
+        (root / "mask" / f"{i:03d}.png").rename(root / "mask" / f"{name}.png")
+    out = parse(root, eval_mode="all")
+    assert [p.stem for p in out.image_filenames] == names
+    assert [p.stem for p in out.metadata["fg_mask_filenames"]] == names
+    np.testing.assert_allclose(out.cameras.camera_to_worlds[:, :3, 3].numpy(), gt["C"], atol=1e-5)
+    (root / "mask" / "c_right.png").unlink()
+    with pytest.raises(NeuFaceInputError) as err:
+        parse(root)
+    assert "c_right" in str(err.value) and "\n" not in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,18 @@
-"""Dataparser for scans in the IDR / NeuS "DTU" layout.
+"""Dataparser for scans in the IDR / NeuS "DTU" layout (also NeuS's BlendedMVS scans).
 
 Layout of one scan directory::
 
-    <scan>/image/*.png     RGB images, sorted by name; view i is the i-th file
-    <scan>/mask/*.png      object masks (object where value > 127.5; first channel if several), same order
-    <scan>/cameras.npz     world_mat_i (4x4, top rows P = K [R | t], OpenCV camera) and
-                           scale_mat_i (4x4, X_world = scale_mat @ x_norm: the unit sphere in world units)
+    <scan>/image/000.png ...  RGB images (.png or .jpg)
+    <scan>/mask/000.png ...   object masks (.png or .jpg; object where value > 127.5, first channel if several)
+    <scan>/cameras.npz        world_mat_i (4x4, top rows P = K [R | t], OpenCV camera) and
+                              scale_mat_i (4x4, X_world = scale_mat @ x_norm: the unit sphere in world units);
+                              NeuS names it cameras_sphere.npz, which is used when there is no cameras.npz
+                              (``cameras_file`` picks another file)
+
+Views and cameras. When every image name is a number (``000.png``, ``5.jpg``) that number is the view id: image
+``005.png`` gets ``world_mat_5`` / ``scale_mat_5`` and the mask whose name is the same number, so removing images
+(a sparse-view run) does not shift the later cameras. Otherwise the images are sorted by name and view i is the
+i-th one (IDR's rule), with the mask of the same name. A missing camera or mask stops with one line naming it.
 
 Cameras are expressed in the normalised frame (the object inside the unit sphere): the projection of view i
 in that frame is ``(world_mat_i @ scale_mat_i)[:3, :4]``. It is decomposed into K, R (world->camera) and the
@@ -56,7 +63,9 @@ from neuface_ns.errors import NeuFaceInputError
 SAMPLE_DTU_DIR = Path(__file__).parent / "sample" / "dtu"
 """The small scan bundled with the package (default ``data``)."""
 
-_IMAGE_EXTENSIONS = (".png",)
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CAMERA_FILES = ("cameras.npz", "cameras_sphere.npz")
+"""Camera files looked for, in this order, when ``cameras_file`` is not given (IDR's name, then NeuS's)."""
 
 
 @dataclass
@@ -66,16 +75,19 @@ class NeuFaceDTUDataParserConfig(DataParserConfig):
     _target: Type = field(default_factory=lambda: NeuFaceDTUDataParser)
     """target class to instantiate"""
     data: Path = SAMPLE_DTU_DIR
-    """Scan directory holding image/, mask/ and cameras.npz (default: the bundled sample scan)."""
+    """Scan directory holding image/, mask/ and cameras.npz or cameras_sphere.npz (default: the bundled sample)."""
+    cameras_file: Optional[Path] = None
+    """The world_mat_i / scale_mat_i file, relative to data (or absolute). Default: cameras.npz, and
+    cameras_sphere.npz (NeuS's name) when there is no cameras.npz."""
     downscale_factor: int = 1
     """Shrink images and masks by this integer factor (area average over f x f pixel blocks)."""
     eval_mode: Literal["auto", "fraction", "filename", "interval", "all"] = "auto"
     """How to split train/eval views (nerfstudio's convention, plus auto):
-    auto: the views listed as held_out_views in the scan's scene.json (scripts/render_scan_scene.py writes it,
-    with its clean held-out renders), else interval;
+    auto: the views listed (by view id) as held_out_views in the scan's scene.json (scripts/render_scan_scene.py
+    writes it, with its clean held-out renders), else interval;
     fraction: train_split_fraction of the views, evenly spaced, train, the rest eval;
     filename: names containing 'train' / 'eval';
-    interval: every eval_interval-th view (starting at view 0) is eval, the others train;
+    interval: every eval_interval-th image in view order (starting with the first) is eval, the others train;
     all: every view is used for both train and eval."""
     train_split_fraction: float = 0.9
     """Fraction of views used for training when eval_mode is 'fraction'."""
@@ -89,8 +101,23 @@ class NeuFaceDTUDataParserConfig(DataParserConfig):
 
 
 def list_images(directory: Path) -> List[Path]:
-    """Image files of ``directory``, sorted by name."""
+    """Image files (.png, .jpg, .jpeg) of ``directory``, sorted by name."""
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS)
+
+
+def numbered(files: List[Path]) -> Optional[Dict[int, Path]]:
+    """{number in the name: file} when every file name (without extension) is a number, else None.
+
+    Raises NeuFaceInputError when two files carry the same number (e.g. 5.png and 005.png, or 005.png and 005.jpg).
+    """
+    if not files or not all(p.stem.isdigit() for p in files):
+        return None
+    by_number: Dict[int, Path] = {}
+    for p in files:
+        other = by_number.setdefault(int(p.stem), p)
+        if other is not p:
+            raise NeuFaceInputError(p, f"has the same view number as {other.name}; keep one of them")
+    return dict(sorted(by_number.items()))
 
 
 def nerfstudio_intrinsics(K: np.ndarray, factor: int = 1) -> List[float]:
@@ -160,12 +187,12 @@ def similarity_inverse(scale_mat: np.ndarray) -> Tuple[np.ndarray, float]:
 
 def _load_cameras_npz(path: Path) -> Dict[str, np.ndarray]:
     if not path.is_file():
-        raise NeuFaceInputError(path, "missing cameras.npz (expected world_mat_i and scale_mat_i for every view)")
+        raise NeuFaceInputError(path, "camera file not found (expected world_mat_i and scale_mat_i for every view)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: np.asarray(npz[key]) for key in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise NeuFaceInputError(path, f"cannot read cameras.npz: {err}") from None
+        raise NeuFaceInputError(path, f"cannot read {path.name}: {err}") from None
 
 
 def _matrix(cams: Dict[str, np.ndarray], key: str, npz_path: Path, image: Path) -> np.ndarray:
@@ -190,10 +217,13 @@ class NeuFaceDTUDataParser(DataParser):
         super().__init__(config=config)
         self.config = config
         self._announced_split = False
+        self._announced_cameras = False
+        self._announced_matching = False
 
     # -- file discovery and validation ----------------------------------------------------------------------
 
-    def _list_files(self) -> Tuple[List[Path], List[Path]]:
+    def _list_files(self) -> Tuple[List[Path], List[Path], List[int]]:
+        """(images, their masks, their view ids) in view order; see the module docstring for the matching rule."""
         data = Path(self.config.data)
         if not data.is_dir():
             raise NeuFaceInputError(data, "data directory does not exist")
@@ -202,14 +232,51 @@ class NeuFaceDTUDataParser(DataParser):
             raise NeuFaceInputError(image_dir, "missing image directory")
         if not mask_dir.is_dir():
             raise NeuFaceInputError(mask_dir, "missing mask directory")
-        images, masks = list_images(image_dir), list_images(mask_dir)
+        images = list_images(image_dir)
         if not images:
-            raise NeuFaceInputError(image_dir, "no .png images found")
-        if len(images) != len(masks):
-            raise NeuFaceInputError(
-                mask_dir, f"{len(masks)} masks for {len(images)} images in {image_dir} (need one mask per image)"
-            )
-        return images, masks
+            raise NeuFaceInputError(image_dir, "no .png or .jpg images found")
+        mask_files = list_images(mask_dir)
+        by_number = numbered(images)
+        if by_number is not None:
+            ids, images = list(by_number), list(by_number.values())
+            mask_by_number = numbered([p for p in mask_files if p.stem.isdigit()]) or {}
+            found = [mask_by_number.get(i) for i in ids]
+        else:
+            ids = list(range(len(images)))
+            mask_by_stem: Dict[str, Path] = {}
+            for p in mask_files:
+                other = mask_by_stem.setdefault(p.stem, p)
+                if other is not p:
+                    raise NeuFaceInputError(p, f"two masks named {p.stem} ({other.name}, {p.name}); keep one of them")
+            found = [mask_by_stem.get(p.stem) for p in images]
+        masks: List[Path] = []
+        for img_path, mask_path in zip(images, found):
+            if mask_path is None:
+                raise NeuFaceInputError(
+                    mask_dir / f"{img_path.stem}.png", f"missing mask for image {img_path} (.png or .jpg)"
+                )
+            masks.append(mask_path)
+        return images, masks, ids
+
+    def _camera_file(self) -> Path:
+        data = Path(self.config.data)
+        if self.config.cameras_file is not None:
+            path = Path(self.config.cameras_file)
+            path = path if path.is_absolute() else data / path
+            if not path.is_file():
+                raise NeuFaceInputError(path, "camera file not found (given as cameras_file)")
+        else:
+            candidates = [data / name for name in CAMERA_FILES]
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                raise NeuFaceInputError(
+                    candidates[0],
+                    f"missing cameras.npz (and no {CAMERA_FILES[1]}; expected world_mat_i and scale_mat_i for every view)",
+                )
+        if not self._announced_cameras:
+            CONSOLE.print(f"neuface-dtu-data: cameras from {path}")
+            self._announced_cameras = True
+        return path
 
     @staticmethod
     def _check_sizes(images: List[Path], masks: List[Path]) -> Tuple[int, int]:
@@ -233,9 +300,9 @@ class NeuFaceDTUDataParser(DataParser):
         assert first_size is not None
         return first_size
 
-    def _split_indices(self, images: List[Path], split: str) -> np.ndarray:
+    def _split_indices(self, images: List[Path], ids: List[int], split: str) -> np.ndarray:
         mode = self.config.eval_mode
-        held_out = self._scene_held_out_views(images) if mode == "auto" else None
+        held_out = self._scene_held_out_views(ids) if mode == "auto" else None
         if held_out is not None:
             i_eval = sorted(held_out)
             i_train = [i for i in range(len(images)) if i not in held_out]
@@ -260,8 +327,9 @@ class NeuFaceDTUDataParser(DataParser):
             return np.asarray(i_eval, dtype=np.int64)
         raise ValueError(f"Unknown dataparser split {split}")
 
-    def _scene_held_out_views(self, images: List[Path]) -> Optional[set]:
-        """held_out_views of <data>/scene.json as view indices, or None when the file does not list them."""
+    def _scene_held_out_views(self, ids: List[int]) -> Optional[set]:
+        """held_out_views of <data>/scene.json (view ids) as positions in the image list, or None when the file
+        does not list them."""
         path = Path(self.config.data) / "scene.json"
         if not path.is_file():
             return None
@@ -271,19 +339,20 @@ class NeuFaceDTUDataParser(DataParser):
             raise NeuFaceInputError(path, "not a JSON object") from None
         if listed is None:
             return None
-        if not isinstance(listed, list) or not all(isinstance(v, int) and 0 <= v < len(images) for v in listed):
-            raise NeuFaceInputError(path, f"held_out_views must be view indices in [0, {len(images)})")
+        position = {view: k for k, view in enumerate(ids)}
+        if not isinstance(listed, list) or not all(isinstance(v, int) and v in position for v in listed):
+            raise NeuFaceInputError(path, f"held_out_views must be ids of views present in image/ ({ids[0]}..{ids[-1]})")
         if not self._announced_split:
             CONSOLE.print(f"neuface-dtu-data: held-out views {listed} from {path}")
             self._announced_split = True
-        return set(listed)
+        return {position[v] for v in listed}
 
     # -- main -----------------------------------------------------------------------------------------------
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         data = Path(self.config.data)
-        images, masks = self._list_files()
-        npz_path = data / "cameras.npz"
+        images, masks, ids = self._list_files()
+        npz_path = self._camera_file()
         cams = _load_cameras_npz(npz_path)
         width, height = self._check_sizes(images, masks)
 
@@ -294,26 +363,33 @@ class NeuFaceDTUDataParser(DataParser):
             )
         if width // factor < 1 or height // factor < 1:
             raise NeuFaceInputError(images[0], f"image ({width}x{height}) is smaller than downscale_factor {factor}")
+        n_world_mats = sum(key.startswith("world_mat_") for key in cams)
+        if n_world_mats != len(images) and not self._announced_matching:
+            rule = "the number in each image's name" if all(p.stem.isdigit() for p in images) else "name order"
+            CONSOLE.print(f"neuface-dtu-data: {len(images)} images, {n_world_mats} cameras in {npz_path.name}; "
+                          f"views matched to cameras by {rule}")
+            self._announced_matching = True
 
-        scale_mat = None
+        scale_mat, first_view = None, None
         intrinsics, c2ws = [], []
-        for i, img_path in enumerate(images):
-            world_mat = _matrix(cams, f"world_mat_{i}", npz_path, img_path)
-            s_mat = _matrix(cams, f"scale_mat_{i}", npz_path, img_path)
+        for img_path, view in zip(images, ids):
+            world_mat = _matrix(cams, f"world_mat_{view}", npz_path, img_path)
+            s_mat = _matrix(cams, f"scale_mat_{view}", npz_path, img_path)
             if scale_mat is None:
-                scale_mat = s_mat
+                scale_mat, first_view = s_mat, view
             elif not np.allclose(s_mat, scale_mat, rtol=1e-6, atol=1e-9 * max(np.abs(scale_mat).max(), 1.0)):
                 raise NeuFaceInputError(
-                    npz_path, f"scale_mat_{i} differs from scale_mat_0; IDR scans need one scale_mat for all views"
+                    npz_path,
+                    f"scale_mat_{view} differs from scale_mat_{first_view}; IDR scans need one scale_mat for all views",
                 )
             try:
                 K, R, centre = decompose_projection((world_mat @ s_mat)[:3, :4])
             except ValueError as err:
-                raise NeuFaceInputError(npz_path, f"world_mat_{i} @ scale_mat_{i}: {err}") from None
+                raise NeuFaceInputError(npz_path, f"world_mat_{view} @ scale_mat_{view}: {err}") from None
             skew_px = abs(K[0, 1]) * height / K[1, 1]
             if skew_px > 0.05:
                 CONSOLE.print(
-                    f"[bold yellow]Warning: camera {i} has skew {K[0, 1]:.4g} (up to {skew_px:.3g} px); "
+                    f"[bold yellow]Warning: camera {view} has skew {K[0, 1]:.4g} (up to {skew_px:.3g} px); "
                     "nerfstudio cameras have no skew, it is ignored"
                 )
             c2w = np.eye(4)
@@ -327,9 +403,9 @@ class NeuFaceDTUDataParser(DataParser):
         try:
             transform, scale = similarity_inverse(scale_mat)
         except ValueError as err:
-            raise NeuFaceInputError(npz_path, f"scale_mat_0: {err}") from None
+            raise NeuFaceInputError(npz_path, f"scale_mat_{first_view}: {err}") from None
 
-        indices = self._split_indices(images, split)
+        indices = self._split_indices(images, ids, split)
         intr = torch.tensor(np.asarray(intrinsics)[indices], dtype=torch.float32)
         cameras = Cameras(
             camera_to_worlds=torch.tensor(np.asarray(c2ws)[indices], dtype=torch.float32),
@@ -351,6 +427,7 @@ class NeuFaceDTUDataParser(DataParser):
                 "fg_mask_filenames": [masks[i] for i in indices],
                 "downscale_factor": factor,
                 "scale_mat": [[float(v) for v in row] for row in scale_mat],
+                "view_ids": [int(ids[i]) for i in indices],
+                "cameras_file": str(npz_path),
             },
         )
-
