@@ -328,7 +328,15 @@ def test_missing_rt_scale_entry(layout):
 def test_missing_landmark_file(layout):
     path = layout["root"] / "landmark_indices.npz"
     path.unlink()
-    _raises(layout, path)
+    msg = _raises(layout, path)
+    assert "toolkit/predef/" in msg and "zhuhao-nju/facescape" in msg  # not in the dataset zips
+
+
+def test_missing_rt_scale_dict_says_where_it_comes_from(layout):
+    path = layout["root"] / "Rt_scale_dict.json"
+    path.unlink()
+    msg = _raises(layout, path)
+    assert "toolkit/predef/" in msg and "zhuhao-nju/facescape" in msg
 
 
 def test_landmark_without_v10_and_missing_tu_mesh(layout):

@@ -10,6 +10,9 @@ Layout under ``data`` (the root)::
     imface_mask/<id>/<e>_<expr>/{train,test}/<v>.jpg    face where the (area-downscaled) value > 0.5
     imface_model/<id>/<e>_<expr>.obj                TU mesh; vertex v10[30] is the nose tip
 
+``Rt_scale_dict.json`` and ``landmark_indices.npz`` are not in the FaceScape dataset zips: they come with the
+FaceScape toolkit, ``toolkit/predef/`` of https://github.com/zhuhao-nju/facescape (copy them to the root).
+
 ``<e>`` is the 1-based expression id and ``<expr>`` its name (`FACESCAPE_EXPRESSIONS`). Train views come from
 ``train/``, eval views ("val" / "test" splits) from ``test/`` (if that folder is missing or empty, the train views
 are used for eval too, with a warning). ``train_views`` keeps only the named training views (sparse-view runs).
@@ -59,6 +62,9 @@ from neuface_ns.errors import NeuFaceInputError
 
 SAMPLE_FACESCAPE_DIR = Path(__file__).parent / "sample" / "facescape"
 """The synthetic FaceScape-layout sample bundled with the package (default ``data``)."""
+
+TOOLKIT_PREDEF_HINT = "it ships with the FaceScape toolkit, toolkit/predef/ of github.com/zhuhao-nju/facescape, not with the dataset zips"
+"""Where Rt_scale_dict.json and landmark_indices.npz come from (said when one is missing)."""
 
 FACESCAPE_EXPRESSIONS = (
     "neutral", "smile", "mouth_stretch", "anger", "jaw_left", "jaw_right", "jaw_forward", "mouth_left",
@@ -164,6 +170,8 @@ def camera_from_params(params: dict, view: str, path: Path) -> Tuple[np.ndarray,
 
 def load_rt_scale(path: Path, subject_id: int, expression_id: int) -> Tuple[float, np.ndarray, np.ndarray]:
     """(scale, R_s, t_s) with X_TU = R_s (scale X_mview) + t_s, from Rt_scale_dict.json."""
+    if not path.is_file():
+        raise NeuFaceInputError(path, f"not found; {TOOLKIT_PREDEF_HINT}")
     table = read_json(path)
     sid, eid = str(subject_id), str(expression_id)
     if not isinstance(table, dict) or sid not in table:
@@ -187,7 +195,7 @@ def load_rt_scale(path: Path, subject_id: int, expression_id: int) -> Tuple[floa
 def load_landmark_index(path: Path, landmark: int = NOSE_TIP_LANDMARK) -> int:
     """TU-mesh vertex id of landmark ``landmark`` of the 68 'v10' landmarks."""
     if not path.is_file():
-        raise NeuFaceInputError(path, "landmark file not found (needs 'v10': 68 TU-mesh vertex ids)")
+        raise NeuFaceInputError(path, f"not found ('v10': 68 TU-mesh vertex ids); {TOOLKIT_PREDEF_HINT}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "v10" not in npz.files:
