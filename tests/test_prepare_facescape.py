@@ -127,8 +127,9 @@ def test_rays_through_landmarks_after_preparation(release, prepared):
         for name, lm in views[p.stem]["landmarks"].items():
             if not lm["visible"]:
                 continue
-            u, v = lm["pixel"]
-            rays = out.cameras.generate_rays(camera_indices=i, coords=torch.tensor([[v / 2, u / 2]], dtype=torch.float32))
+            u, v = lm["pixel"]  # OpenCV: pixel centres at integers; nerfstudio's coords count from the corner
+            coords = torch.tensor([[(v + 0.5) / 2, (u + 0.5) / 2]], dtype=torch.float32)
+            rays = out.cameras.generate_rays(camera_indices=i, coords=coords)
             o, d = rays.origins[0].double().numpy(), rays.directions[0].double().numpy()
             x = np.array(release["meta"]["landmarks"][name]["face"]) - o
             d = d / np.linalg.norm(d)
@@ -148,7 +149,7 @@ def test_refuses_to_overwrite_without_flag(prep, release, prepared, tmp_path):
     assert proc.returncode != 0 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
     # --overwrite with an explicit test view rewrites the tuple
     assert prep.main(["--release-root", str(release["root"]), "--output-dir", str(prepared), "--overwrite",
-                      "--test-views", "4", "--mask-step", "2"]) == 0
+                      "--test-views", "4"]) == 0
     image_dir = prepared / "imface_image" / "1" / "1_neutral"
     assert sorted(p.stem for p in (image_dir / "test").glob("*.jpg")) == ["4"]
     assert sorted(p.stem for p in (image_dir / "train").glob("*.jpg")) == ["0", "1", "3", "5"]
