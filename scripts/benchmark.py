@@ -20,8 +20,10 @@ distance to the scene's gt_mesh.ply after that much training wall time.
 sample; FaceScape presets read its facescape/ layout) for the preset's whole schedule unless a --budget is given,
 then reports: the wall time, the held-out masked PSNR / SSIM against the clean held-out renders, the held-out views
 relit with the scene's second environment (lights/relight.npy) against the path-traced relit views next to the
-unrelit render (relit_gain_db), the face-region Chamfer in mm and the F-score at 1 mm (both meshes cut to NeuFace's
-face sphere; completeness over the ground truth that a training camera observes), and the peak memory.
+unrelit render (relit_gain_db), the albedo's correlation with the true diffuse shading inside the mask
+(albedo_shading_corr, next to gt_albedo_shading_corr, a perfect albedo's; scenes with shading/), the face-region
+Chamfer in mm and the F-score at 1 mm (both meshes cut to NeuFace's face sphere; completeness over the ground truth
+that a training camera observes), and the peak memory.
 """
 
 from __future__ import annotations
@@ -299,7 +301,13 @@ def relit_quality(pipeline, data_dir: Path, scene: Path) -> Dict[str, float]:
         raise SystemExit(f"benchmark: {scene}: not a realistic scene (needs lights/relight.npy and relit views)")
     means, _ = relight_metrics(pipeline, load_sh_light(str(light_path), MAX_SH_ORDER), relit_dir)
     keys = ("relit_psnr_masked", "relit_ssim_masked", "unrelit_psnr_masked", "relit_gain_db")
-    return {k: means[k] for k in keys if k in means}
+    result = {k: means[k] for k in keys if k in means}
+    if (scene / "shading").is_dir():  # the albedo's correlation with the true shading, and a perfect albedo's
+        from neuface_ns.albedo_shading import albedo_shading_metrics
+
+        albedo = albedo_shading_metrics(pipeline, scene)
+        result.update({k: albedo[k] for k in ("albedo_shading_corr", "gt_albedo_shading_corr")})
+    return result
 
 
 def realistic_data(method: str, scene: Path) -> Tuple[Path, List[str]]:
