@@ -133,3 +133,56 @@ def test_datamanager_with_facescape_sample_uses_the_sampler():
         assert torch.equal(batch["fg_mask"].reshape(-1), expected_fg)
         # black background: no colour outside the mask
         assert float(batch["image"][batch["fg_mask"].reshape(-1) == 0].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+@pytest.mark.parametrize("one_image", [True, False])
+def test_foreground_fraction_mixes_foreground_and_box_rays(as_list, one_image):
+    """With foreground_fraction f, a pixel's probability is f / |foreground| (if foreground) + (1 - f) / |box|
+    (if in the box), inside the step's image (one image per step) or with the foreground pooled over images: the
+    sampled frequencies match that closed form (binomial tolerance), and no ray leaves the box."""
+    torch.manual_seed(3)
+    rng = np.random.default_rng(4)
+    shapes = [(40, 50), (30, 60)] if as_list else [(40, 50), (40, 50)]
+    src = [((10, 20), (12, 30)), ((5, 25), (20, 40))]
+    masks = [_blob(h, w, r, c, rng) for (h, w), (r, c) in zip(shapes, src)]
+    d, f, n, steps = 3, 0.75, 400, 500
+    sampler = MaskBBoxPixelSamplerConfig(dilation=d, one_image_per_step=one_image, foreground_fraction=f).setup(
+        num_rays_per_batch=n
+    )
+    batch = _batch(masks, as_list=as_list)
+    counts = [np.zeros(s) for s in shapes]
+    for _ in range(steps):
+        idx = sampler.sample(batch)["indices"]
+        assert idx.shape == (n, 3)
+        for c, y, x in idx.tolist():
+            counts[c][y, x] += 1
+    total = n * steps
+    for pos, ((h, w), (r, c)) in enumerate(zip(shapes, src)):
+        r0, r1, c0, c1 = _expected_box(r, c, d, h, w)
+        box = np.zeros((h, w), dtype=bool)
+        box[r0:r1, c0:c1] = True
+        fg = masks[pos].numpy()
+        if one_image:  # the step's image is uniform, then the mixture inside it
+            p = 0.5 * (f * fg / fg.sum() + (1 - f) * box / box.sum())
+        else:  # foreground rays uniform over every image's foreground pixels; box rays pick an image uniformly
+            all_fg = sum(float(m.sum()) for m in masks)
+            p = f * fg / all_fg + (1 - f) * 0.5 * box / box.sum()
+        assert counts[pos][~box].sum() == 0
+        expected = p * total
+        # aggregate over the two pixel classes (foreground / box-only) to test the mixture weights tightly
+        for cls in (fg, box & ~fg):
+            e, got = expected[cls].sum(), counts[pos][cls].sum()
+            assert abs(got - e) < 5 * np.sqrt(e) + 0.01 * e, (pos, got, e)
+        # and per pixel, loosely (every foreground pixel is drawn at about its rate)
+        assert np.all(np.abs(counts[pos][fg] - expected[fg]) < 6 * np.sqrt(expected[fg]) + 5)
+
+
+def test_foreground_fraction_with_an_empty_mask_falls_back_to_the_box():
+    sampler = MaskBBoxPixelSamplerConfig(dilation=2, foreground_fraction=0.5, one_image_per_step=False).setup(
+        num_rays_per_batch=300
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idx = sampler.sample(_batch([torch.zeros(10, 12, dtype=torch.bool)]))["indices"]
+    assert idx.shape == (300, 3) and int(idx[:, 1].max()) < 10 and int(idx[:, 2].max()) < 12
