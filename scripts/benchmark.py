@@ -336,6 +336,15 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         overrides = needed + list(overrides)
     config, pipeline, optimizers = build(method, data, device, args.seed, overrides)
     data_dir = Path(pipeline.datamanager.dataparser.config.data)
+    if args.load_state is not None:  # quality of a state trained elsewhere (e.g. on a GPU machine), no training
+        state = torch.load(args.load_state, map_location=device, weights_only=False)
+        pipeline.load_state_dict(state["pipeline"])
+        resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
+        keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
+        result = {"method": label or method, "overrides": " ".join(overrides), "loaded_state": str(args.load_state),
+                  **{k: v for k, v in state.get("result", {}).items() if k not in ("method", "overrides")}}
+        result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
+        return result
     callbacks = pipeline.get_training_callbacks(_callback_attributes(optimizers, pipeline))
     timers = Timers(device)
     wrap_timed(model_module, "sphere_trace", timers, "sphere_tracing")
@@ -386,7 +395,13 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         print(f"  {step} steps in {spent:.0f} s; evaluating (held-out views{', relit views' if args.realistic else ''}, "
               f"{resolution}^3 mesh)", file=sys.stderr, flush=True)
         keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
-        result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
+        if args.save_state is not None:
+            result["wall_s"] = time.perf_counter() - wall_start
+            result["peak_memory_mb"] = peak_memory_mb(device)
+            torch.save({"pipeline": pipeline.state_dict(), "step": step, "result": result}, args.save_state)
+            print(f"  saved the trained pipeline to {args.save_state}", file=sys.stderr, flush=True)
+        if not args.skip_quality:
+            result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
     result["wall_s"] = time.perf_counter() - wall_start
     result["peak_memory_mb"] = peak_memory_mb(device)
     return result
@@ -441,6 +456,11 @@ def main(argv=None) -> int:
                         help="first render one WxH frame (e.g. 1600x1200) and report its time and peak memory")
     parser.add_argument("--mesh-resolution", type=int, default=192)
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--save-state", type=Path, default=None,
+                        help="after the training budget, save the pipeline's state (and the timings) to this file")
+    parser.add_argument("--skip-quality", action="store_true", help="with --save-state: do not evaluate here")
+    parser.add_argument("--load-state", type=Path, default=None,
+                        help="do not train: load a state saved with --save-state and evaluate its quality")
     parser.add_argument("--mesh-dir", type=Path, default=None,
                         help="keep each evaluated mesh as <dir>/<method>.ply (a new or empty folder)")
     parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
