@@ -25,6 +25,15 @@ Written (IDR layout, what `neuface-dtu-data` reads; world units = the scan's mil
     <out>/lights/<env>.npy    each environment's SH (l <= 10, [121, 3]) in the normalised face frame, projected
                               from six 90-degree Cycles renders of it (the radiance the renderer actually used)
     <out>/scene.json          settings, frames, split, timings
+    <out>/shading/000.png ... with --shading (or --only-shading for an existing scene): the ground-truth diffuse
+                              shading of the held-out views under the training light, from Cycles' passes of the
+                              held-out render itself (same camera, samples, seed and exposure): per channel
+                              S_c = DiffDir + DiffInd (Cycles divides its diffuse light passes by the colour
+                              pass DiffCol: diffuse light = DiffCol x S), stored grey (the mean of S_c over
+                              RGB) as a 16-bit PNG of round(S x SHADING_SCALE), 0 outside the mask
+    <out>/shading/diffuse/000.png  the diffuse colour there (DiffCol: the skin's base colour, the texture), 8-bit
+                              sRGB, black outside the mask (Blender 3's Cycles counts the subsurface scattering
+                              in the diffuse passes, so DiffCol is the whole base colour)
 
 and the same views in NeuFace's FaceScape layout under <out>/facescape/ (what `neuface-facescape-data` reads:
 subject 1, expression 1_neutral; the scan plays both the multi-view and the TU mesh, so Rt_scale_dict is the
@@ -64,6 +73,8 @@ FACE_SPHERE_RADIUS_MM = 100.0
 FACE_SPHERE_BEHIND_NOSE_MM = 40.0
 #: Index of the nose tip in the 68-point iBUG / menpo landmark scheme.
 NOSE_TIP = 30
+#: shading/<v>.png holds round(S x SHADING_SCALE) in 16 bits: S up to 8, steps of 1.2e-4.
+SHADING_SCALE = 8192.0
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -283,7 +294,9 @@ def run_blender(blender: str, job: dict, work: Path) -> None:
             log.append(line)
             if line.startswith("render_views:"):
                 print("  " + line.strip(), flush=True)
-        if process.wait() != 0 or "Error" in "".join(log[-20:]):
+        # (Blender's compositor leaves one "Error: Not freed memory blocks" line at exit: harmless)
+        tail = [line for line in log[-20:] if "Not freed memory blocks" not in line]
+        if process.wait() != 0 or "Error" in "".join(tail):
             raise SystemExit("render_scan_scene: blender failed:\n" + "".join(log[-30:]))
 
 
@@ -363,6 +376,94 @@ def check_sh_against_cycles(blender: str, environments: Dict[str, Path], exposur
     return results
 
 
+def skin_material(specular: float, roughness: float, subsurface: float,
+                  scale: float = FACE_SPHERE_RADIUS_MM) -> dict:
+    """The job's Principled BSDF settings (render_views.py)."""
+    # skin's mean free paths (red, green, blue) in mm, in Blender units of 100 mm
+    return {"specular": specular, "roughness": roughness, "subsurface": subsurface,
+            "subsurface_radius": [3.67 / scale, 1.37 / scale, 0.68 / scale]}
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """Linear -> sRGB in [0, 1] (clipped), the 'Standard' view transform the renders use."""
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def read_passes(folder: Path) -> Dict[str, np.ndarray]:
+    """The EXRs render_views.py wrote for a view with "passes": name -> [H, W, 3] linear RGB (Image: RGBA)."""
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    import cv2
+
+    passes = {}
+    for path in sorted(folder.glob("*.exr")):
+        name = path.stem.rstrip("0123456789")
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        passes[name] = np.concatenate([image[..., 2::-1], image[..., 3:]], axis=-1)  # BGR(A) -> RGB(A)
+    return passes
+
+
+def shading_from_passes(passes: Dict[str, np.ndarray]):
+    """(S [H, W, 3] per channel, the diffuse shading; the diffuse colour [H, W, 3], linear; coverage [H, W]).
+    Blender composes the diffuse light as DiffCol x (DiffDir + DiffInd): Cycles divides its direct and indirect
+    light by the colour pass, so S = DiffDir + DiffInd is (DiffDir + DiffInd) / DiffCol of passes that include
+    the colour. The colour passes are premultiplied by the pixel's coverage (divided out here), the light passes
+    are ratios and are not."""
+    coverage = passes["Image"][..., 3]
+    inverse = np.where(coverage > 1e-6, 1.0 / np.maximum(coverage, 1e-6), 0.0)[..., None]
+    shading = np.where(coverage[..., None] > 1e-6, passes["DiffDir"] + passes["DiffInd"], 0.0)
+    return shading, passes["DiffCol"] * inverse, coverage
+
+
+def _masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def write_shading(out: Path, index: int, passes: Dict[str, np.ndarray], mask: np.ndarray) -> Dict[str, float]:
+    """Write shading/<index>.png and shading/diffuse/<index>.png (see the module doc) and check them against the
+    held-out image <out>/image/<index>.png (8-bit, over black, masked), each as a masked PSNR in dB:
+    combined (the pass render's own image: same camera, samples and seed), passes (DiffCol x S + the glossy
+    passes), stored (the stored diffuse colour x the stored grey S + the same glossy light)."""
+    from PIL import Image
+
+    shading, base, coverage = shading_from_passes(passes)
+    grey = shading.mean(-1) * mask
+    stored_shading = np.clip(np.round(grey * SHADING_SCALE), 0, 65535).astype(np.uint16)
+    stored_base = np.round(srgb_encode(base) * mask[..., None] * 255).astype(np.uint8)
+    (out / "shading" / "diffuse").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(stored_shading).save(out / "shading" / f"{index:03d}.png", optimize=True)
+    Image.fromarray(stored_base).save(out / "shading" / "diffuse" / f"{index:03d}.png", optimize=True)
+
+    target = np.asarray(Image.open(out / "image" / f"{index:03d}.png").convert("RGB"), dtype=np.float64) / 255.0
+    alpha = np.maximum(coverage, 1e-6)[..., None]
+    glossy = passes["GlossCol"] * (passes["GlossDir"] + passes["GlossInd"])
+    decoded_base = np.asarray(stored_base, dtype=np.float64) / 255.0
+    decoded_base = np.where(decoded_base <= 0.04045, decoded_base / 12.92, ((decoded_base + 0.055) / 1.055) ** 2.4)
+    candidates = {
+        "combined": passes["Image"][..., :3],
+        "passes": base * shading * coverage[..., None] + glossy,
+        "stored": decoded_base * (stored_shading / SHADING_SCALE)[..., None] * coverage[..., None] + glossy,
+    }
+    psnr = {}
+    for name, linear in candidates.items():
+        image = np.round(srgb_encode(linear / alpha) * coverage[..., None] * mask[..., None] * 255) / 255.0
+        psnr[f"{name}_psnr"] = round(_masked_psnr(image, target, mask), 2)
+    psnr["shading_mean"] = round(float(grey[mask].mean()), 4)
+    return psnr
+
+
+def cameras_from_npz(path: Path, K: np.ndarray, views: Sequence[int]):
+    """[(OpenCV c2w rotation, centre mm)] of `views` from an IDR cameras.npz (world_mat = K [R^T | -R^T c])."""
+    data = np.load(path)
+    cameras = []
+    for index in views:
+        extrinsic = np.linalg.inv(K) @ data[f"world_mat_{index}"][:3, :4]
+        rotation = extrinsic[:, :3].T
+        cameras.append((rotation, -rotation @ extrinsic[:, 3]))
+    return cameras
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scan-obj", type=Path, help="scan mesh (OBJ with vt), millimetres, y up, face +z")
@@ -390,6 +491,17 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--blender", default="blender")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--shading", action="store_true",
+                   help="also write the ground-truth diffuse shading of the held-out views (shading/, from Cycles' "
+                        "passes of the held-out renders themselves)")
+    p.add_argument("--only-shading", type=Path, default=None, metavar="SCENE_DIR",
+                   help="render only the shading passes for an existing scene (its scene.json and cameras.npz give "
+                        "every setting and camera; nothing else is re-rendered) and add shading/ to it")
+    p.add_argument("--shading-views", type=int, nargs="+", default=None,
+                   help="with --only-shading: these views (default: the scene's held-out views)")
+    p.add_argument("--shading-samples", type=int, default=None,
+                   help="with --only-shading: Cycles samples (default: the scene's --clean-samples, which with the "
+                        "same seed repeats the held-out render exactly)")
     p.add_argument("--check-sh", action="store_true",
                    help="only check the SH projection: a diffuse sphere rendered by Cycles under each environment "
                         "against the SH irradiance (prints one JSON line)")
@@ -408,8 +520,86 @@ def resolve_environment(name: str) -> Path:
     return path
 
 
+def shading_record(views, samples, seconds, checks, how: str) -> dict:
+    """What scene.json records about shading/."""
+    return {"views": list(views), "samples": samples, "render_seconds": round(seconds, 1), "rendered_by": how,
+            "environment": "train",
+            "encoding": f"shading/<v>.png: uint16 round(S x {SHADING_SCALE:g}), S = mean over RGB of "
+                        "DiffDir + DiffInd (Blender's passes: diffuse light = DiffCol x (DiffDir + DiffInd)), "
+                        "0 outside the mask; shading/diffuse/<v>.png: DiffCol "
+                        "(the base colour; Blender 3 counts subsurface in the diffuse passes), 8-bit sRGB, "
+                        "black outside the mask",
+            "check_psnr_db": {"about": "masked PSNR against image/<v>.png of: combined = the pass render's own image, "
+                                       "passes = DiffCol x S + the glossy passes, stored = the stored "
+                                       "diffuse colour x the stored grey S + the same glossy",
+                              **{f"{v:03d}": c for v, c in checks.items()}}}
+
+
+def render_shading_only(args) -> int:
+    """--only-shading: the shading passes of an existing scene's views, with its own settings and cameras."""
+    from PIL import Image
+
+    out = args.only_shading
+    started = time.time()
+    info = json.loads((out / "scene.json").read_text())
+    settings = info["settings"]
+    views = args.shading_views or info["held_out_views"]
+    samples = args.shading_samples or settings["clean_samples"]
+    scan_obj = args.scan_obj or Path(settings["scan_obj"])
+    texture = args.texture or Path(settings["texture"])
+    centre_mm = np.asarray(info["face_sphere"]["centre_mm"], dtype=np.float64)
+    scale = float(info["face_sphere"]["radius_mm"])
+    K = np.asarray(info["intrinsics"], dtype=np.float64)
+    width, height = settings["width"], settings["height"]
+    environment = resolve_environment(settings["environment"])
+    cameras_mm = cameras_from_npz(out / "cameras.npz", K, views)
+    # The cameras.npz poses against the capture rig regenerated from the recorded seed (they must agree).
+    rig = capture_rig(settings["num_views"], np.random.default_rng(settings["seed"]), settings["distance"],
+                      yaw_deg=65.0, pitch_deg=(-20.0, 30.0))
+    pose_error = max(max(float(np.abs(rotation - rig[v][0]).max()),
+                         float(np.abs((centre - centre_mm) / scale - rig[v][1]).max()))
+                     for v, (rotation, centre) in zip(views, cameras_mm))
+    if pose_error > 1e-6:
+        raise SystemExit(f"render_scan_scene: cameras.npz differs from the recorded rig by {pose_error:g}")
+    vertices_mm, faces, uv = load_scan(scan_obj)
+    work = Path(tempfile.mkdtemp(prefix="render_scan_scene_shading_"))
+    try:
+        write_obj(work / "scan.obj", (vertices_mm - centre_mm) / scale @ FACE_TO_BLENDER.T, uv, faces)
+        jobs = []
+        for index, (rotation, centre) in zip(views, cameras_mm):
+            (work / f"passes_{index:03d}").mkdir()
+            jobs.append({"c2w": blender_camera_matrix(rotation, (centre - centre_mm) / scale),
+                         "lens_mm": K[0, 0] * 36.0 / width, "sensor_mm": 36.0, "width": width, "height": height,
+                         "seed": settings["seed"] * 1000 + index, "samples": samples, "environment": "train",
+                         "output": str(work / f"train_{index:03d}.png"), "passes": str(work / f"passes_{index:03d}")})
+        job = {"mesh": str(work / "scan.obj"), "texture": str(texture.resolve()),
+               "material": skin_material(settings["specular"], settings["roughness"], settings["subsurface"], scale),
+               "environments": {"train": {"path": str(environment),
+                                          "strength": environment_strength(environment, settings["exposure"])}},
+               "views": jobs}
+        print(f"render_scan_scene: {len(jobs)} Cycles renders with passes ({samples} samples)")
+        render_start = time.time()
+        run_blender(args.blender, job, work)
+        render_seconds = time.time() - render_start
+        checks = {}
+        for index in views:
+            mask = np.asarray(Image.open(out / "mask" / f"{index:03d}.png")) > 127
+            checks[index] = write_shading(out, index, read_passes(work / f"passes_{index:03d}"), mask)
+            print(f"render_scan_scene: view {index}: {checks[index]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info["shading"] = shading_record(views, samples, render_seconds, checks, "--only-shading")
+    (out / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"render_scan_scene: wrote {out / 'shading'} in {time.time() - started:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.only_shading is not None:
+        if shutil.which(args.blender) is None:
+            raise SystemExit(f"render_scan_scene: '{args.blender}' not found (apt-get install blender python3-numpy)")
+        return render_shading_only(args)
     if args.check_sh:
         if shutil.which(args.blender) is None:
             raise SystemExit(f"render_scan_scene: '{args.blender}' not found (apt-get install blender python3-numpy)")
@@ -454,6 +644,9 @@ def main(argv=None) -> int:
                     "width": args.width, "height": args.height, "seed": args.seed * 1000 + index}
             views.append({**base, "environment": "train", "samples": args.clean_samples if clean else args.samples,
                           "output": str(work / f"train_{index:03d}.png")})
+            if clean and args.shading:
+                (work / f"passes_{index:03d}").mkdir()
+                views[-1]["passes"] = str(work / f"passes_{index:03d}")
             if clean:
                 views.append({**base, "environment": "relight", "samples": args.clean_samples,
                               "output": str(work / f"relit_{index:03d}.png")})
@@ -466,9 +659,7 @@ def main(argv=None) -> int:
         job = {
             "mesh": str(work / "scan.obj"),
             "texture": str(args.texture.resolve()),
-            "material": {"specular": args.specular, "roughness": args.roughness, "subsurface": args.subsurface,
-                         # skin's mean free paths (red, green, blue) in mm, in Blender units of 100 mm
-                         "subsurface_radius": [3.67 / scale, 1.37 / scale, 0.68 / scale]},
+            "material": skin_material(args.specular, args.roughness, args.subsurface, scale),
             "environments": {name: {"path": str(path), "strength": environment_strength(path, args.exposure)}
                              for name, path in environments.items()},
             "views": views,
@@ -529,6 +720,10 @@ def main(argv=None) -> int:
             "mask_pixels": [int(m.sum()) for m in masks],
             "alpha_vs_ray_cast_iou": [round(v, 4) for v in alignment],
         }
+        if args.shading:
+            checks = {index: write_shading(out, index, read_passes(work / f"passes_{index:03d}"), masks[index])
+                      for index in held_out}
+            info["shading"] = shading_record(held_out, args.clean_samples, render_seconds, checks, "--shading")
         (out / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)

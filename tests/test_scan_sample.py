@@ -95,7 +95,8 @@ def test_realistic_benchmark_reports_every_figure(capsys):
                            "pipeline.datamanager.dataparser.downscale_factor=4"]) == 0  # 80x60 renders: quick
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("wall_s", "psnr_masked", "ssim_masked", "relit_psnr_masked", "unrelit_psnr_masked",
-                "relit_gain_db", "mesh_chamfer", "mesh_fscore", "mesh_observed_fraction", "peak_memory_mb"):
+                "relit_gain_db", "albedo_shading_corr", "gt_albedo_shading_corr", "mesh_chamfer", "mesh_fscore",
+                "mesh_observed_fraction", "peak_memory_mb"):
         assert np.isfinite(result[key]), key
     assert result["mesh_threshold"] == 1.0  # F-score at 1 mm
     assert 0.3 < result["mesh_observed_fraction"] <= 1.0

@@ -9,8 +9,10 @@ The job (written by render_scan_scene.py, everything already in Blender's Z-up w
 - "environments": {name: {"path": equirectangular .exr, "strength": float}};
 - "views": [{"output": path, "environment": name, "c2w": 4x4 Blender camera-to-world, "lens_mm",
   "sensor_mm", "width", "height", "samples", "seed", "format": "PNG" (8-bit sRGB RGBA) or "EXR" (linear),
-  "hide_scan": bool}]; the environment probes (six 90-degree views from the origin, scan hidden, linear EXR)
-  are views like the others.
+  "hide_scan": bool, "passes": optional folder}]; the environment probes (six 90-degree views from the origin,
+  scan hidden, linear EXR) are views like the others;
+- a view with "passes" also writes Cycles' light passes of that same render (same samples and seed, so they add
+  up to its image) as linear 32-bit EXRs <passes>/<name>.exr, name in PASSES (RGBA for Image, RGB otherwise).
 
 Only bpy and the standard library are used (Debian's Blender has its own Python).
 """
@@ -21,6 +23,14 @@ import sys
 
 import bpy
 from mathutils import Matrix
+
+
+#: Render-layer outputs written for a view with "passes": the combined image and what it is the sum of
+#: (Image = DiffCol (DiffDir + DiffInd) + GlossCol (GlossDir + GlossInd) for the opaque, non-emissive skin
+#: material, all premultiplied by the pixel's coverage; Blender 3's Cycles counts subsurface scattering in the
+#: diffuse passes and leaves its Subsurface passes empty).
+PASSES = ("Image", "DiffDir", "DiffInd", "DiffCol", "GlossDir", "GlossInd", "GlossCol")
+PASS_FLAGS = ("diffuse_direct", "diffuse_indirect", "diffuse_color", "glossy_direct", "glossy_indirect", "glossy_color")
 
 
 def _job():
@@ -110,6 +120,41 @@ def _camera(scene):
     return camera
 
 
+def _pass_outputs(scene, folder):
+    """Compositor: render layer -> Composite, and every pass in PASSES -> its own EXR file in `folder`
+    (Blender appends the frame number to each file name; render_scan_scene.py renames them)."""
+    layer = scene.view_layers[0]
+    for flag in PASS_FLAGS:
+        setattr(layer, f"use_pass_{flag}", True)
+    scene.use_nodes = True
+    scene.render.use_compositing = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    render_layers = tree.nodes.new("CompositorNodeRLayers")
+    composite = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(render_layers.outputs["Image"], composite.inputs["Image"])
+    output = tree.nodes.new("CompositorNodeOutputFile")
+    output.base_path = folder
+    output.format.file_format, output.format.color_depth = "OPEN_EXR", "32"
+    output.file_slots.clear()
+    for name in PASSES:
+        if name not in render_layers.outputs:
+            raise SystemExit(f"render_views: this Blender has no '{name}' pass")
+        output.file_slots.new(name)
+        slot = output.file_slots[name]
+        slot.use_node_format = False
+        slot.format.file_format, slot.format.color_depth = "OPEN_EXR", "32"
+        slot.format.color_mode = "RGBA" if name == "Image" else "RGB"
+        tree.links.new(render_layers.outputs[name], output.inputs[name])
+
+
+def _no_pass_outputs(scene):
+    scene.use_nodes = False
+    layer = scene.view_layers[0]
+    for flag in PASS_FLAGS:
+        setattr(layer, f"use_pass_{flag}", False)
+
+
 def _render(scene, camera, view, file_format):
     camera.matrix_world = Matrix(view["c2w"])
     camera.data.type = "PERSP"
@@ -141,6 +186,10 @@ def main():
         scan.hide_render = bool(view.get("hide_scan", False))
         # The probes look at the environment itself: it must not be transparent there.
         scene.render.film_transparent = not scan.hide_render
+        if view.get("passes"):
+            _pass_outputs(scene, view["passes"])
+        else:
+            _no_pass_outputs(scene)
         print(f"render_views: {index + 1}/{len(views)} -> {view['output']}", flush=True)
         _render(scene, camera, view, view.get("format", "PNG"))
 
