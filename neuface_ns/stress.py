@@ -43,10 +43,15 @@ def set_config_fields(config, overrides: Dict[str, object]) -> None:
     for path, value in overrides.items():
         *parents, leaf = path.split(".")
         owner = config
-        for name in parents:
-            owner = getattr(owner, name, None)
+        for name in parents:  # dataclass fields, or dictionary keys (the optimisers: "optimizers.fields.scheduler")
+            owner = owner.get(name) if isinstance(owner, dict) else getattr(owner, name, None)
             if owner is None:
                 raise AttributeError(f"the config has no {name!r}")
+        if isinstance(owner, dict):
+            if leaf not in owner:
+                raise AttributeError(f"the config has no {leaf!r}")
+            owner[leaf] = value
+            continue
         if not hasattr(owner, leaf):
             raise AttributeError(f"{type(owner).__name__} has no field {leaf!r}")
         setattr(owner, leaf, value)

@@ -74,3 +74,23 @@ def test_stress_run_reports_the_first_non_finite_step():
             stress_run("neuface-dtu", None, steps=3, seed=0, threads=1, overrides=SMALL)
     finally:
         lighting.paper_initial_light = original
+
+
+def test_set_config_fields_reaches_dataclass_fields_and_optimiser_dicts():
+    """The benchmark's --set paths: dataclass attributes and the optimisers' dictionary keys; a wrong name is an
+    AttributeError naming it, and the registered preset itself is never modified."""
+    import copy
+
+    from nerfstudio.configs.method_configs import all_methods
+
+    from neuface_ns.stress import set_config_fields
+
+    config = copy.deepcopy(all_methods["neuface-dtu"])
+    set_config_fields(config, {"pipeline.model.num_samples": 5, "optimizers.fields.scheduler.milestones": (1, 2)})
+    assert config.pipeline.model.num_samples == 5
+    assert config.optimizers["fields"]["scheduler"].milestones == (1, 2)
+    assert all_methods["neuface-dtu"].optimizers["fields"]["scheduler"].milestones != (1, 2)
+    with pytest.raises(AttributeError, match="nonexistent"):
+        set_config_fields(config, {"optimizers.nonexistent.scheduler.milestones": (1,)})
+    with pytest.raises(AttributeError, match="no_such_field"):
+        set_config_fields(config, {"pipeline.model.no_such_field": 1})
