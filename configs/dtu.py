@@ -1,6 +1,6 @@
 """DTU / object presets.
 
-- `paper()`: the NeuFace DTU preset exactly (spec sections 1-5): IDR surface rendering with the mask
+- `paper()`: the NeuFace DTU preset exactly (docs/method.md sections 1-5): IDR surface rendering with the mask
   loss, SDF 8 x 512, SIREN 8 x 256, integrated basis 8 x 256, k = 3, 3-channel specular,
   Adam lr 1e-4, 2048 rays from one image per step, 2000 epochs, lr x 0.5 at epochs 1000 and 1500,
   full-resolution images, trained and evaluated on all views as the reference does. Meant for a GPU.

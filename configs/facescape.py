@@ -1,4 +1,4 @@
-"""FaceScape presets (faces, spec sections 1-5).
+"""FaceScape presets (faces, docs/method.md sections 1-5).
 
 - `paper()` (`neuface-facescape-paper`): the NeuFace face preset exactly. Near-surface volume rendering (sphere
   tracing 10 iterations / 5e-4, dense fallback 100 + secant 8; 32 samples in +-0.005 around hits, 32 between the

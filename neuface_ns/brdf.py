@@ -1,4 +1,4 @@
-"""Low-rank neural BRDF: the Integrated Basis MLP and the split-sum specular term (spec section 3).
+"""Low-rank neural BRDF: the Integrated Basis MLP and the split-sum specular term (docs/method.md section 3).
 
 specular = rho_s * LT(w_r, roughness) * sigmoid(c . B(w_o, n, roughness)),
 where LT is the SH light integral (lighting.py) and B the learned material integral basis.

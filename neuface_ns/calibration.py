@@ -1,4 +1,4 @@
-"""Per-image photometric calibration (spec section 3).
+"""Per-image photometric calibration (docs/method.md section 3).
 
 Each training image owns a 50-d latent (N(0, 0.1) init, max-norm 1); an MLP maps it to a 3x3
 colour matrix A and the output colour is clamp(raw @ A, 0, 1) (row vector times A). This absorbs
@@ -7,7 +7,7 @@ one fixed latent is used: the mean of the training latents, or a chosen index.
 
 A starts at I / pi. That is Lambert's 1/pi (diffuse radiance = albedo / pi x irradiance), so with
 the paper's initial light the first renders are mid-grey instead of clamped white (a clamped
-colour has no gradient), and the spec's "albedo x pi through A" display shows the albedo itself.
+colour has no gradient), and the "albedo x pi through A" display (docs/method.md section 3) shows the albedo itself.
 """
 
 from __future__ import annotations

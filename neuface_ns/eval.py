@@ -1,5 +1,5 @@
 """Image metrics: nerfstudio's whole-image PSNR / SSIM and NeuFace's masked, colour-fitted
-protocol (spec section 6).
+protocol (docs/method.md section 6).
 
 Protocol, per held-out image. The model renders held-out views with one fixed photometric
 calibration latent, chosen by ``--pipeline.model.eval-latent``: ``mean`` (default, the mean of the

@@ -124,7 +124,7 @@ def paper_initial_light(order: int = MAX_SH_ORDER) -> torch.Tensor:
 
 
 class SHEnvironmentLight(nn.Module):
-    """One learned RGB environment light, shared by all images (spec section 3).
+    """One learned RGB environment light, shared by all images (docs/method.md section 3).
 
     `irradiance(n)` is the Lambertian convolution (diffuse), `specular_light(w_r, roughness)` the
     split-sum light integral with the exp(-l(l+1)/2 * rho) roughness attenuation.

@@ -1,4 +1,4 @@
-"""NeuFace's loss terms (spec section 4), one function each. Weights live in the model config."""
+"""NeuFace's loss terms (docs/method.md section 4), one function each. Weights live in the model config."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class NeuFaceModelConfig(ModelConfig):
     """volume: near-surface volume rendering (faces); surface: IDR surface rendering + mask loss (DTU)."""
     sh_order: int = 10
     bounding_sphere_radius: float = 1.0
-    # Sphere tracing (spec section 2, step 1).
+    # Sphere tracing (docs/method.md section 2, step 1).
     trace_iterations: int = 10
     trace_threshold: float = 5e-4
     dense_steps: int = 100
@@ -194,7 +194,7 @@ class NeuFaceModel(Model):
             matrices = self.calibration.matrices(None, self._fixed_latent_index())
 
         if self.config.render_mode == "volume":
-            # The spec's infinite last interval stands for "the ray ends at the bounding sphere"; a ray the
+            # The infinite last interval (docs/method.md section 2) stands for "the ray ends at the bounding sphere"; a ray the
             # caller cut short with its own far (nerfstudio's mesh texturing) must not paint what lies beyond.
             infinite_last = torch.full_like(valid, self.config.infinite_last_interval)
             if ray_bundle.fars is not None:
@@ -245,7 +245,7 @@ class NeuFaceModel(Model):
 
     # ------------------------------------------------------------------ shading
     def _shade(self, points: torch.Tensor, normals: torch.Tensor, view_out: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Diffuse + specular radiance at surface/sample points (spec section 3)."""
+        """Diffuse + specular radiance at surface/sample points (docs/method.md section 3)."""
         material = self.field.material(points)
         light, diffuse_on, specular_on = self.light.coefficients, True, True
         if not self.training:  # the viewer's lighting panel / scripts/relight.py

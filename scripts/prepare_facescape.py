@@ -14,7 +14,7 @@ Input (the FaceScape release; paths can be given one by one)::
 ``--release-root R`` is short for R/images, R/meshes, R/tu, R/Rt_scale_dict.json and R/landmark_indices.npz
 (the layout ``scripts/make_sample_scene.py --layout facescape-release`` writes).
 
-Output (spec section 7)::
+Output (docs/method.md section 7)::
 
     OUT/Rt_scale_dict.json, OUT/landmark_indices.npz               copied
     OUT/imface_image/<id>/<e>_<expr>/params.json                   <v>_K, <v>_Rt, <v>_width, <v>_height (kept views)

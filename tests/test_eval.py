@@ -1,4 +1,4 @@
-"""NeuFace image metrics (spec section 6): colour-fitted masked PSNR / SSIM and LPIPS.
+"""NeuFace image metrics (docs/method.md section 6): colour-fitted masked PSNR / SSIM and LPIPS.
 
 Expected values are computed by hand from the definitions, independent of the code under test.
 No test downloads anything: the LPIPS tests run against an empty torch hub cache or a SEEDED

@@ -215,7 +215,7 @@ def make_layout(root: Path, subject=3, expression=2, n_views=4, width=24, height
         t = rng.normal(size=3) * 3
         params[f"{v}_K"] = K.tolist()
         params[f"{v}_Rt"] = np.concatenate([R, t[:, None]], axis=1).tolist()
-        # expected, straight from spec section 7
+        # expected, straight from docs/method.md section 7
         c = -R.T @ t
         c = R_s @ (scale * c) + t_s
         c = c - nose

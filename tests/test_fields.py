@@ -255,7 +255,7 @@ def test_spatial_appearance_heads(k, specular_channels):
     assert out["brdf_coefficients"].shape == (50, k)
     assert out["albedo"].shape == (50, 3)
     assert out["specular_intensity"].shape == (50, specular_channels)
-    # manual SIREN forward with the spec's wiring: sin(30 (W h + b)), xyz concatenated again at layer 2
+    # manual SIREN forward with the wiring of docs/method.md section 3: sin(30 (W h + b)), xyz concatenated again at layer 2
     h = x
     for i, layer in enumerate(net.layers):
         if i == 2:

@@ -1,4 +1,4 @@
-"""Dataparser for FaceScape in the NeuFace layout (spec section 7), entry point ``neuface-facescape-data``.
+"""Dataparser for FaceScape in the NeuFace layout (docs/method.md section 7), entry point ``neuface-facescape-data``.
 
 Layout under ``data`` (the root)::
 
@@ -17,7 +17,7 @@ FaceScape toolkit, ``toolkit/predef/`` of https://github.com/zhuhao-nju/facescap
 ``train/``, eval views ("val" / "test" splits) from ``test/`` (if that folder is missing or empty, the train views
 are used for eval too, with a warning). ``train_views`` keeps only the named training views (sparse-view runs).
 
-Normalisation (the face frame; spec section 7). For view v with Rt = [R | t] (multi-view frame, OpenCV):
+Normalisation (the face frame; docs/method.md section 7). For view v with Rt = [R | t] (multi-view frame, OpenCV):
 camera centre c = -R^T t; c <- R_s (scale c) + t_s (TU millimetres, from Rt_scale_dict); c <- c - nose_tip;
 c.z += 40; c /= 100. Camera-to-world rotation R_s R^T (then OpenCV -> OpenGL axes for nerfstudio). So a point
 x_norm of the scene is, in TU millimetres, ``X_TU = 100 x_norm + nose_tip - (0, 0, 40)``: one scene unit is
@@ -234,7 +234,7 @@ def read_obj_vertex(path: Path, index: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FaceFrame:
-    """Multi-view frame -> TU millimetres -> normalised face frame (spec section 7)."""
+    """Multi-view frame -> TU millimetres -> normalised face frame (docs/method.md section 7)."""
 
     scale: float
     rotation: np.ndarray  # R_s

@@ -1,4 +1,4 @@
-"""Spatial appearance network (spec section 3): a SIREN on xyz -> roughness, BRDF coefficients,
+"""Spatial appearance network (docs/method.md section 3): a SIREN on xyz -> roughness, BRDF coefficients,
 albedo and specular intensity."""
 
 from __future__ import annotations

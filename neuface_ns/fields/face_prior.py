@@ -1,9 +1,9 @@
-"""Face shape priors P for the FaceScape presets (spec section 1).
+"""Face shape priors P for the FaceScape presets (docs/method.md section 1).
 
 Two kinds of P plug into `NeuFaceFieldConfig.sdf_network`:
 
 - `FaceIDRSDFNetworkConfig` (the default when no pretrained prior is available): the IDR SDF MLP with its
-  geometric initialisation moved to a head-sized sphere in the FaceScape face frame. That frame (spec section 7)
+  geometric initialisation moved to a head-sized sphere in the FaceScape face frame. That frame (docs/method.md section 7)
   puts the nose tip at (0, 0, 0.4) and measures 100 mm per unit, face looking towards +z. IDR's init sphere
   |x| - 0.6 around the origin would start 20 mm in front of the nose and 60 mm short of the back of the face
   region; `FaceIDRSDFNetwork` evaluates the IDR network at x - c instead, so it starts as |x - c| - r with

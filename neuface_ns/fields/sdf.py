@@ -1,4 +1,4 @@
-"""Geometry: SDF(x) = P(x) + D(x) (spec section 1).
+"""Geometry: SDF(x) = P(x) + D(x) (docs/method.md section 1).
 
 P is the main SDF network (IDR-style MLP here; a pretrained face prior can replace it through
 `ShapePrior`), D an optional small residual SDF that starts at exactly zero.
@@ -69,7 +69,7 @@ class ShapePrior(nn.Module):
 
 @dataclass
 class IDRSDFNetworkConfig(ShapePriorConfig):
-    """IDR-style SDF MLP (spec section 1, DTU paper preset: 8 x 512, skip at 4, PE 6, bias 0.6)."""
+    """IDR-style SDF MLP (docs/method.md section 1, DTU paper preset: 8 x 512, skip at 4, PE 6, bias 0.6)."""
 
     _target: Type = field(default_factory=lambda: IDRSDFNetwork)
     hidden_dim: int = 512

@@ -1,4 +1,4 @@
-"""IDR surface rendering (spec section 2, DTU variant): the differentiable surface point and
+"""IDR surface rendering (docs/method.md section 2, DTU variant): the differentiable surface point and
 the mask loss that supervises the silhouette."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ray / surface intersection without gradients (spec section 2, step 1).
+"""Ray / surface intersection without gradients (docs/method.md section 2, step 1).
 
 IDR-style sphere tracing: march from both intersections of the ray with the bounding sphere
 towards each other; rays that neither converge nor cross fall back to dense sampling of the SDF

@@ -1,4 +1,4 @@
-"""Near-surface volume rendering (spec section 2, steps 2-4): VolSDF's Laplace density,
+"""Near-surface volume rendering (docs/method.md section 2, steps 2-4): VolSDF's Laplace density,
 sample placement around the traced hit, and alpha compositing."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def compositing_weights(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Alpha-compositing weights [N, S] and the finite-interval opacity [N, 1].
 
-    delta_i = t_{i+1} - t_i; the last interval is infinite when `infinite_last` (spec), so the
+    delta_i = t_{i+1} - t_i; the last interval is infinite when `infinite_last` (docs/method.md section 2), so the
     weights always sum to one; the returned opacity excludes that last interval, which makes it a
     meaningful foreground `accumulation` for the viewer and exporters. `infinite_last` may be a
     per-ray bool tensor [N].
