@@ -26,11 +26,12 @@ from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns import losses
-from neuface_ns.brdf import material_integral, reflect
 from neuface_ns.calibration import PhotometricCalibration
 from neuface_ns.eval import describe_protocol, masked_image_metrics, predicted_mask
 from neuface_ns.fields.neuface_field import NeuFaceField, NeuFaceFieldConfig
-from neuface_ns.lighting import SHEnvironmentLight
+from neuface_ns.lighting.light import SHEnvironmentLight
+from neuface_ns.lighting.settings import active_override
+from neuface_ns.render.shading import shade
 from neuface_ns.render.surface import differentiable_surface_points
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace, trace_interval
 from neuface_ns.render.volume import LaplaceDensity, compositing_weights, near_surface_distances
@@ -245,30 +246,12 @@ class NeuFaceModel(Model):
 
     # ------------------------------------------------------------------ shading
     def _shade(self, points: torch.Tensor, normals: torch.Tensor, view_out: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Diffuse + specular radiance at surface/sample points (docs/method.md section 3)."""
-        material = self.field.material(points)
-        light, diffuse_on, specular_on = self.light.coefficients, True, True
-        if not self.training:  # the viewer's lighting panel / scripts/relight.py
-            light, diffuse_on, specular_on = self.lighting_controls.shading(self.light.coefficients)
-        irradiance = self.light.irradiance(normals, light)
-        diffuse = material["albedo"] * irradiance
-        reflected = reflect(view_out, normals)
-        light_integral = self.light.specular_light(reflected, material["roughness"], light)
-        basis = self.field.integrated_basis(view_out, normals, material["roughness"])
-        specular = material["specular_intensity"] * light_integral * material_integral(material["brdf_coefficients"], basis)
-        if not diffuse_on:
-            diffuse = torch.zeros_like(diffuse)
-        if not specular_on:
-            specular = torch.zeros_like(specular)
-        return {
-            "raw": diffuse + specular,
-            "albedo": material["albedo"],
-            "diffuse": diffuse,
-            "specular": specular,
-            "roughness": material["roughness"],
-            "irradiance": irradiance,
-            "light_integral": light_integral,
-        }
+        """Diffuse + specular radiance at surface/sample points (docs/method.md section 3; render/shading.py); outside
+        training under the relight settings of a script (lighting.settings.relight_override) or the viewer's panel."""
+        settings = None
+        if not self.training:
+            settings = active_override() or self.lighting_controls.settings()
+        return shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
 
     def _render_volume(
         self, origins, directions, t_hit, hit, t_near, t_far, valid, infinite_last: torch.Tensor

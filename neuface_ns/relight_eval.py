@@ -44,7 +44,8 @@ class EvalRelight:
     def main(self) -> Dict[str, object]:
         from nerfstudio.utils.eval_utils import eval_setup
 
-        from neuface_ns.lighting import MAX_SH_ORDER, load_sh_light
+        from neuface_ns.lighting.presets import load_sh_light
+        from neuface_ns.lighting.sh import MAX_SH_ORDER
 
         if not self.load_config.is_file():
             raise NeuFaceInputError(self.load_config, "config file not found")
@@ -72,8 +73,8 @@ def relight_metrics(pipeline, light: torch.Tensor, relit_images: Path, yaw: floa
     """Masked metrics of every held-out view rendered under `light` ([(l+1)^2, 3] SH) against the image of the same
     name in `relit_images`, and of the render under the learned light against the same images (the baseline).
     Returns (means with `relit_gain_db`, per-view rows)."""
-    from neuface_ns.lighting import resize_sh_light
-    from neuface_ns.viewer import LightSettings
+    from neuface_ns.lighting.settings import RelightSettings
+    from neuface_ns.lighting.sh import resize_sh_light
 
     model = pipeline.model
     was_training = model.training
@@ -81,8 +82,8 @@ def relight_metrics(pipeline, light: torch.Tensor, relit_images: Path, yaw: floa
     dataset = pipeline.datamanager.eval_dataset
     if dataset is None or len(dataset) == 0:
         raise NeuFaceInputError(source or relit_images, "the run has no held-out views")
-    relit = LightSettings(yaw=yaw, pitch=pitch, roll=roll, match_exposure=match_exposure,
-                          custom=resize_sh_light(light, model.light.order))
+    relit = RelightSettings(yaw=yaw, pitch=pitch, roll=roll, match_exposure=match_exposure,
+                            custom=resize_sh_light(light, model.light.order))
     views: List[Dict[str, object]] = []
     try:
         for index in range(len(dataset)):

@@ -12,13 +12,14 @@ Writes, under --output-dir:
     relight.json                          the settings
 
 --light is a bundled preset (studio_key, overcast, warm_side), "learned" (the model's own light), a .npy
-file of SH coefficients [(L+1)^2, 3] in the model's basis (neuface_ns/lighting.py; lower orders are padded), or
-an equirectangular .exr / .hdr environment map, projected to SH l <= 10 (neuface_ns/environment_map.py: top row
-up, centre column in front of the face; turn it with --yaw / --pitch / --roll).
+file of SH coefficients [(L+1)^2, 3] in the model's basis (neuface_ns/lighting/sh.py; lower orders are padded),
+or an equirectangular .exr / .hdr environment map, projected to SH l <= 10 (neuface_ns/lighting/environment_map.py:
+top row up, centre column in front of the face; turn it with --yaw / --pitch / --roll).
 By default the light gets the learned light's white balance and peak irradiance (--no-match-exposure: as is),
 since the learned light's colour and scale only mean something together with the learned albedo and colour
-calibration. The light goes through the same path as the viewer's "NeuFace lighting" panel; the model and
-its checkpoint are not modified. Existing outputs are never overwritten without --overwrite.
+calibration. Each frame is a `RelightSettings` (neuface_ns/lighting/settings.py, what the viewer's "NeuFace
+lighting" panel produces) rendered under `relight_override`; the model and its checkpoint are not modified.
+Existing outputs are never overwritten without --overwrite.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ OUTPUT_NAMES = ("rgb", "albedo", "diffuse", "specular", "roughness", "normal", "
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from neuface_ns.lighting import LIGHT_PRESETS
+    from neuface_ns.lighting.presets import LIGHT_PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load-config", type=Path, required=True, help="config.yml of a trained run")
@@ -129,14 +130,13 @@ def to_image(name: str, outputs) -> np.ndarray:
 def render(model, cameras, settings_list, names, folder: Path, label: str) -> None:
     from PIL import Image
 
-    from neuface_ns.viewer import LightSettings  # noqa: F401  (settings_list holds these)
+    from neuface_ns.lighting.settings import relight_override
 
     for name in names:
         (folder / name).mkdir(parents=True, exist_ok=True)
     total = len(settings_list)
     for i, (camera_index, settings) in enumerate(settings_list):
-        model.lighting_controls.fixed_settings = settings
-        with torch.no_grad():
+        with torch.no_grad(), relight_override(settings):
             outputs = model.get_outputs_for_camera(cameras[camera_index : camera_index + 1].to(model.device))
         for name in names:
             Image.fromarray(to_image(name, outputs)).save(folder / name / f"{i:03d}.png")
@@ -164,8 +164,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from neuface_ns.lighting import MAX_SH_ORDER, load_sh_light, resize_sh_light
-    from neuface_ns.viewer import LEARNED_LIGHT, LightSettings
+    from neuface_ns.lighting.presets import load_sh_light
+    from neuface_ns.lighting.settings import LEARNED_LIGHT, RelightSettings
+    from neuface_ns.lighting.sh import MAX_SH_ORDER, resize_sh_light
 
     given_light = None
     if args.light != LEARNED_LIGHT:
@@ -208,17 +209,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         diffuse=not args.no_diffuse,
         specular=not args.no_specular,
     )
-    try:
-        views = [(i, LightSettings(yaw=args.yaw, pitch=args.pitch, **base)) for i in range(len(view_cameras))]
-        render(model, view_cameras, views, args.outputs, args.output_dir / "views", "views")
-        turning = []
-        if args.light_frames > 0:
-            for k in range(args.light_frames):
-                yaw = args.yaw + 360.0 * k / args.light_frames
-                turning.append((0, LightSettings(yaw=yaw, pitch=args.pitch, **base)))
-            render(model, view_cameras, turning, args.outputs, args.output_dir / "rotating_light", "rotating light")
-    finally:
-        model.lighting_controls.fixed_settings = None
+    views = [(i, RelightSettings(yaw=args.yaw, pitch=args.pitch, **base)) for i in range(len(view_cameras))]
+    render(model, view_cameras, views, args.outputs, args.output_dir / "views", "views")
+    turning = []
+    if args.light_frames > 0:
+        for k in range(args.light_frames):
+            yaw = args.yaw + 360.0 * k / args.light_frames
+            turning.append((0, RelightSettings(yaw=yaw, pitch=args.pitch, **base)))
+        render(model, view_cameras, turning, args.outputs, args.output_dir / "rotating_light", "rotating light")
 
     np.save(args.output_dir / "light.npy", light.numpy().astype(np.float32))
     settings = {k: v for k, v in vars(args).items() if k not in ("load_config", "output_dir")}

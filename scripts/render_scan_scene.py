@@ -168,7 +168,7 @@ def sh_from_probes(images: Dict[str, np.ndarray], order: int = 10) -> np.ndarray
     sum over every pixel of L Y(d) dOmega, dOmega = (1/f^2) / (x^2 + y^2 + 1)^1.5 (x, y in focal units)."""
     import torch
 
-    from neuface_ns.lighting import real_spherical_harmonics
+    from neuface_ns.lighting.sh import real_spherical_harmonics
 
     total = np.zeros(((order + 1) ** 2, 3))
     for face, image in images.items():
@@ -303,7 +303,7 @@ def run_blender(blender: str, job: dict, work: Path) -> None:
 def environment_strength(path: Path, target_mean: float) -> float:
     """Strength that gives the map a solid-angle-weighted mean radiance of `target_mean` (maps differ by orders
     of magnitude)."""
-    from neuface_ns.environment_map import equirectangular_directions, read_environment_map
+    from neuface_ns.lighting.environment_map import equirectangular_directions, read_environment_map
 
     radiance = read_environment_map(path)
     _, solid_angle = equirectangular_directions(*radiance.shape[:2])
@@ -318,7 +318,7 @@ def check_sh_against_cycles(blender: str, environments: Dict[str, Path], exposur
     Returns per environment the median ratio rendered / predicted and their correlation over the sphere."""
     import trimesh
 
-    from neuface_ns.lighting import SHEnvironmentLight
+    from neuface_ns.lighting.light import SHEnvironmentLight
 
     os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     import cv2

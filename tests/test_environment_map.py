@@ -1,4 +1,4 @@
-"""Equirectangular HDR maps as SH lights (neuface_ns/environment_map.py), against closed forms: a constant map,
+"""Equirectangular HDR maps as SH lights (neuface_ns/lighting/environment_map.py), against closed forms: a constant map,
 maps that are one spherical harmonic, a small bright patch in a known direction, and the exact SH rotation."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuface_ns.environment_map import (
+from neuface_ns.lighting.environment_map import (
     equirectangular_directions,
     project_environment_map,
     read_environment_map,
 )
-from neuface_ns.lighting import load_sh_light, real_spherical_harmonics, rotate_sh, rotation_matrix
+from neuface_ns.lighting.presets import load_sh_light
+from neuface_ns.lighting.sh import real_spherical_harmonics, rotate_sh, rotation_matrix
 
 
 def test_pixel_solid_angles_sum_to_the_sphere_and_directions_are_unit():
@@ -116,7 +117,8 @@ def test_viewer_light_list_takes_hdr_maps_from_neuface_lights(tmp_path, monkeypa
     os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
     import cv2
 
-    from neuface_ns.viewer import LightingControls, LightSettings
+    from neuface_ns.lighting.settings import RelightSettings as LightSettings
+    from neuface_ns.viewer import LightingControls
 
     radiance = _patch_map(0.5, 0.3) + 0.1
     cv2.imwrite(str(tmp_path / "sky.exr"), radiance[..., ::-1])

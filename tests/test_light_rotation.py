@@ -1,5 +1,5 @@
-"""Exact SH light rotation, light presets and the viewer's lighting controls (neuface_ns/lighting.py,
-neuface_ns/viewer.py, the NeuFaceModel hook).
+"""Exact SH light rotation, light presets and the viewer's lighting controls (neuface_ns/lighting/,
+scripts/make_light_presets.py, neuface_ns/viewer.py, the NeuFaceModel hook).
 
 The rotation references are independent of the least-squares construction: evaluating the original light
 at the inversely rotated direction, the closed-form l = 1 block (Y_1 is proportional to (y, z, x)), and the
@@ -8,7 +8,9 @@ group properties (identity, composition, orthogonality).
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,13 +24,11 @@ from neuface_ns.brdf import IntegratedBasisConfig
 from neuface_ns.fields.appearance import SpatialAppearanceConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-from neuface_ns.lighting import (
-    LIGHT_PRESET_DIR,
-    LIGHT_PRESETS,
+from neuface_ns.lighting.light import SHEnvironmentLight
+from neuface_ns.lighting.presets import LIGHT_PRESET_DIR, LIGHT_PRESETS, load_sh_light
+from neuface_ns.lighting.settings import RelightSettings as LightSettings
+from neuface_ns.lighting.sh import (
     MAX_SH_ORDER,
-    SHEnvironmentLight,
-    build_light_preset,
-    load_sh_light,
     num_sh_coefficients,
     real_spherical_harmonics,
     rotate_sh,
@@ -36,7 +36,14 @@ from neuface_ns.lighting import (
     sh_rotation_matrix,
 )
 from neuface_ns.model import NeuFaceModelConfig
-from neuface_ns.viewer import LIGHTING_PANEL, LightingControls, LightSettings
+from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
+
+_spec = importlib.util.spec_from_file_location(
+    "make_light_presets", Path(__file__).resolve().parents[1] / "scripts" / "make_light_presets.py"
+)
+_make_light_presets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_make_light_presets)
+build_light_preset = _make_light_presets.build_light_preset
 
 
 def _random_rotation(generator: torch.Generator) -> torch.Tensor:

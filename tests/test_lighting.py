@@ -1,4 +1,4 @@
-"""Real spherical harmonics, Funk-Hecke factors and the SH environment light (neuface_ns/lighting.py).
+"""Real spherical harmonics, Funk-Hecke factors and the SH environment light (neuface_ns/lighting/sh.py, light.py).
 
 Every reference here is independent of the code under test: scipy's complex spherical harmonics,
 hand-written closed forms (e3nn's l <= 2 table), scipy quadrature of the Legendre integral and
@@ -16,13 +16,11 @@ import scipy.special
 import torch
 
 from neuface_ns.brdf import material_integral, reflect
-from neuface_ns.lighting import (
+from neuface_ns.lighting.light import PAPER_INITIAL_LIGHT_L2, SHEnvironmentLight, paper_initial_light
+from neuface_ns.lighting.sh import (
     MAX_SH_ORDER,
-    PAPER_INITIAL_LIGHT_L2,
-    SHEnvironmentLight,
     lambertian_factors,
     num_sh_coefficients,
-    paper_initial_light,
     real_spherical_harmonics,
     sh_degrees,
 )

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuface_ns.environment_map import equirectangular_directions, project_environment_map
-from neuface_ns.lighting import real_spherical_harmonics
+from neuface_ns.lighting.environment_map import equirectangular_directions, project_environment_map
+from neuface_ns.lighting.sh import real_spherical_harmonics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -59,7 +59,7 @@ def test_training_steps_stay_finite(method, data, extra, seed, threads, generate
 
 def test_stress_run_reports_the_first_non_finite_step():
     """The checker itself can fail: a light with a NaN coefficient makes the colour loss NaN at step 0."""
-    from neuface_ns import lighting
+    from neuface_ns.lighting import light as lighting
 
     original = lighting.paper_initial_light
 

@@ -206,9 +206,9 @@ def test_eval_relight_scores_a_light_against_relit_images(e2e, tmp_path):
 
     from nerfstudio.utils.eval_utils import eval_setup
 
-    from neuface_ns.lighting import load_sh_light
+    from neuface_ns.lighting.presets import load_sh_light
+    from neuface_ns.lighting.settings import RelightSettings as LightSettings
     from neuface_ns.relight_eval import EvalRelight
-    from neuface_ns.viewer import LightSettings
 
     _, pipeline, _, _ = eval_setup(e2e["run_dir"] / "config.yml", test_mode="test")
     model, dataset = pipeline.model, pipeline.datamanager.eval_dataset

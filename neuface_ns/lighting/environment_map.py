@@ -1,8 +1,8 @@
 """Equirectangular HDR environment maps (.exr / .hdr) as SH lights.
 
-A map is projected onto the real SH basis of lighting.py up to l = 10 by summing radiance x Y_lm over every
+A map is projected onto the real SH basis of sh.py up to l = 10 by summing radiance x Y_lm over every
 pixel, weighted by the pixel's exact solid angle (2 pi / W) (cos theta_top - cos theta_bottom); the result can
-replace the learned light (scripts/relight.py --light, lighting.load_sh_light).
+replace the learned light (scripts/relight.py --light, presets.load_sh_light).
 
 Map convention (latitude-longitude, as seen from the subject looking out): the top row is straight up (+y of the
 scene frame), the bottom row straight down; the centre column is the direction the face looks (+z), and moving
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuface_ns.lighting import MAX_SH_ORDER, real_spherical_harmonics
+from neuface_ns.lighting.sh import MAX_SH_ORDER, real_spherical_harmonics
 
 ENVIRONMENT_MAP_SUFFIXES = (".exr", ".hdr")
 
