@@ -197,7 +197,7 @@ class NeuFaceTrainer(Trainer):
     def _finish(self, step: int) -> None:
         if not comms.is_main_process():  # global rank 0 only, also across machines
             return
-        from neuface_ns.export import extract_mesh_to_file  # lazy: keeps trainer import light
+        from neuface_ns.exporter import extract_mesh_to_file  # lazy: keeps trainer import light
 
         base = self.config.get_base_dir()
         rows = [("Config", base / "config.yml"), ("Checkpoint", self._latest_checkpoint())]

@@ -268,7 +268,7 @@ def quality(pipeline, data_dir: Path, resolution: int, realistic: Optional[Path]
             keep_mesh: Optional[Path] = None) -> Dict[str, float]:
     """Held-out masked metrics and the mesh against data_dir/gt_mesh.ply; on a realistic scene also the relit
     metrics and the face-region geometry (face sphere, F-score at 1 mm, completeness over the observed surface)."""
-    from neuface_ns.export import extract_mesh_to_file
+    from neuface_ns.exporter import extract_mesh_to_file
 
     pipeline.eval()
     metrics = pipeline.get_average_eval_image_metrics()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from nerfstudio.cameras.rays import RayBundle
 
 from neuface_ns.eval import masked_image_metrics
-from neuface_ns.export import extract_mesh
+from neuface_ns.exporter import extract_mesh
 from neuface_ns.render.surface import differentiable_surface_points
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace
 

@@ -18,14 +18,14 @@ import pytest
 import torch
 
 from neuface_ns.errors import NeuFaceInputError
-from neuface_ns.export import (
-    ExportMesh,
+from neuface_ns.exporter import (
     extract_mesh,
     grid_shape,
     normalised_to_world,
     sdf_grid,
     world_to_normalised,
 )
+from neuface_ns.exporter.cli import ExportMesh
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
@@ -234,7 +234,7 @@ def test_textured_obj_uv_layout_matches_the_model(tmp_path):
 def test_trainer_mesh_helper_writes_world_units(tmp_path):
     import trimesh
 
-    from neuface_ns.export import extract_mesh_to_file
+    from neuface_ns.exporter import extract_mesh_to_file
 
     model = small_model()
     transform = torch.cat([torch.eye(3), torch.tensor([[0.1], [0.2], [-0.3]])], dim=1)

@@ -116,7 +116,7 @@ def test_nose_tip_and_tu_millimetres(scene):
     """World = TU mm: x_norm = scale (T X_TU); the nose tip lands on (0, 0, 0.4); the GT mesh fits the sphere."""
     import trimesh
 
-    from neuface_ns.export import normalised_to_world
+    from neuface_ns.exporter import normalised_to_world
 
     out = parse()
     T = out.dataparser_transform.numpy().astype(np.float64)

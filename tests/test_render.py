@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from neuface_ns.export import extract_mesh, normalised_to_world, sdf_grid
+from neuface_ns.exporter import extract_mesh, normalised_to_world, sdf_grid
 from neuface_ns.render.surface import differentiable_surface_points, idr_mask_loss
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace, trace_interval
 from neuface_ns.render.volume import (
