@@ -1,4 +1,5 @@
-"""Tests for scripts/make_sample_scene.py and the bundled sample in neuface_ns/data/sample/dtu."""
+"""Tests for scripts/make_sample_scene.py (the entry of the scripts/sample_scene package) and the bundled sample
+in neuface_ns/data/sample/dtu."""
 
 import importlib.util
 import json
@@ -12,6 +13,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_sample_scene.py"
+PACKAGE = ROOT / "scripts" / "sample_scene"
 SAMPLE = ROOT / "neuface_ns" / "data" / "sample" / "dtu"
 LANDMARK_NAMES = {"nose_tip", "left_eye", "right_eye", "chin", "mouth_centre"}
 
@@ -40,10 +42,35 @@ def _normalise(x, scene):
 
 
 def test_generator_is_independent_of_package():
-    src = SCRIPT.read_text()
-    assert "neuface_ns" not in "\n".join(
-        line for line in src.splitlines() if line.lstrip().startswith(("import", "from"))
+    sources = [SCRIPT, *sorted(PACKAGE.rglob("*.py"))]
+    assert len(sources) > 5
+    for path in sources:
+        src = path.read_text()
+        imports = "\n".join(line for line in src.splitlines() if line.lstrip().startswith(("import", "from")))
+        assert "neuface_ns" not in imports, path
+    # loading the entry by file path (as the tests do) imports nothing of neuface_ns and leaves sys.path alone
+    code = (
+        "import importlib.util, sys; path = list(sys.path); "
+        "spec = importlib.util.spec_from_file_location('make_sample_scene', sys.argv[1]); "
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
+        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'neuface_ns'), sys.path == path)"
     )
+    proc = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], capture_output=True, text=True, timeout=120,
+                          cwd=PACKAGE.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] True"
+
+
+def test_entry_reexports_the_package(gen):
+    pkg = sys.modules["sample_scene"]
+    assert Path(pkg.__file__).resolve().parent == PACKAGE
+    for name in pkg.__all__:
+        assert getattr(gen, name) is getattr(pkg, name), name
+    assert gen.face_sdf is pkg.face.face_sdf and gen.render_view is pkg.renderer.render_view
+    assert gen.write_idr_layout is pkg.layouts.idr.write_idr_layout
+    assert gen.write_facescape_layout is pkg.layouts.facescape.write_facescape_layout
+    assert gen.write_facescape_release is pkg.layouts.release.write_facescape_release
+    assert gen.main is pkg.cli.main
 
 
 # ---------------------------------------------------------------------------- SDF
