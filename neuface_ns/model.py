@@ -43,7 +43,7 @@ DISPLAY_OUTPUTS = ("rgb", "albedo", "diffuse", "specular", "roughness", "normal"
 
 @dataclass
 class NeuFaceModelConfig(ModelConfig):
-    """NeuFace model. Defaults are the paper's face settings; method_configs.py builds presets."""
+    """NeuFace model. Defaults are the paper's face settings; neuface_ns/configs/ builds the presets."""
 
     _target: Type = field(default_factory=lambda: NeuFaceModel)
     sdf_field: NeuFaceFieldConfig = field(default_factory=NeuFaceFieldConfig)

@@ -208,7 +208,7 @@ def tiny_run(tmp_path_factory):
     from neuface_ns.fields.appearance import SpatialAppearanceConfig
     from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
     from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.method_configs import neuface_dtu
+    from neuface_ns.configs.methods import neuface_dtu
 
     root = tmp_path_factory.mktemp("albedo_shading")
     spec = importlib.util.spec_from_file_location("make_sample_scene", ROOT / "scripts" / "make_sample_scene.py")

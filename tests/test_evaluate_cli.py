@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
     from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
     from neuface_ns.fields.sdf import IDRSDFNetworkConfig
     from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.method_configs import neuface_dtu
+    from neuface_ns.configs.methods import neuface_dtu
 
     root = tmp_path_factory.mktemp("neuface_eval")
     spec = importlib.util.spec_from_file_location("make_sample_scene", ROOT / "scripts" / "make_sample_scene.py")

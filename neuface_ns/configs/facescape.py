@@ -26,16 +26,10 @@ lists); the "one image per step" of the paper is done by the pixel sampler, not 
 
 from __future__ import annotations
 
-from nerfstudio.data.datamanagers.base_datamanager import (
-    VanillaDataManager,
-    VanillaDataManagerConfig,
-    variable_res_collate,
-)
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig, variable_res_collate
 
 from neuface_ns.brdf import IntegratedBasisConfig
-from neuface_ns.configs.common import trainer_config
+from neuface_ns.configs.common import datamanager, optimizers, trainer_config
 from neuface_ns.data.facescape import FaceScapeDataset, NeuFaceFaceScapeDataParserConfig
 from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
 from neuface_ns.fields.appearance import SpatialAppearanceConfig
@@ -52,37 +46,15 @@ PRIOR_LR = PAPER_LR / 100
 
 
 def facescape_datamanager(rays_per_batch: int, one_image_per_step: bool, dilation: int = 30) -> VanillaDataManagerConfig:
-    dataparser = NeuFaceFaceScapeDataParserConfig()
-    return VanillaDataManagerConfig(
-        _target=VanillaDataManager[FaceScapeDataset],
-        data=dataparser.data,  # names the experiment after the scene; `--data` overrides both
-        dataparser=dataparser,
-        train_num_rays_per_batch=rays_per_batch,
-        eval_num_rays_per_batch=rays_per_batch,
-        train_num_images_to_sample_from=-1,  # cache every image once
-        train_num_times_to_repeat_images=-1,
-        collate_fn=variable_res_collate,
+    """Every image cached once (FaceScape mixes camera resolutions: per-image lists), rays from the mask-box sampler."""
+    return datamanager(
+        NeuFaceFaceScapeDataParserConfig(),
+        rays_per_batch,
+        images_per_batch=-1,
         pixel_sampler=MaskBBoxPixelSamplerConfig(dilation=dilation, one_image_per_step=one_image_per_step),
+        dataset=FaceScapeDataset,
+        collate_fn=variable_res_collate,
     )
-
-
-def facescape_optimizers(lr: float, max_steps: int, milestones, light_lr: float, calibration_lr: float,
-                         prior_lr: float, latent_lr: float, grid_lr: float = 1e-2) -> dict:
-    def group(group_lr: float) -> dict:
-        return {
-            "optimizer": AdamOptimizerConfig(lr=group_lr, eps=1e-15),
-            "scheduler": MultiStepSchedulerConfig(max_steps=max_steps, gamma=0.5, milestones=tuple(milestones)),
-        }
-
-    # "prior" / "prior_latents" are used only when P is a pretrained prior with its own weights / latents.
-    return {
-        "fields": group(lr),
-        "light": group(light_lr),
-        "calibration": group(calibration_lr),
-        "prior": group(prior_lr),
-        "prior_latents": group(latent_lr),
-        "appearance_grid": group(grid_lr),  # only a grid appearance (TriplaneAppearanceConfig) has parameters here
-    }
 
 
 def paper() -> NeuFaceTrainerConfig:
@@ -117,7 +89,7 @@ def paper() -> NeuFaceTrainerConfig:
         "neuface-facescape-paper",
         facescape_datamanager(rays_per_batch=2048, one_image_per_step=True),
         model,
-        facescape_optimizers(
+        optimizers(
             PAPER_LR, max_steps=PAPER_EPOCHS, milestones=PAPER_MILESTONES, light_lr=PAPER_LR,
             calibration_lr=PAPER_LR, prior_lr=PRIOR_LR, latent_lr=PAPER_LR,
         ),
@@ -150,7 +122,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         "neuface-facescape",
         facescape_datamanager(rays_per_batch=512, one_image_per_step=False),
         model,
-        facescape_optimizers(
+        optimizers(
             5e-4, max_steps=iterations, milestones=(1300, 1750), light_lr=5e-3, calibration_lr=1e-3,
             prior_lr=5e-5, latent_lr=5e-4,
         ),
