@@ -1,4 +1,4 @@
-"""Mesh export (neuface-export), nerfstudio's exporter hooks, and scripts/eval_mesh.py.
+"""Mesh export (neuface-export), nerfstudio's exporter hooks, and neuface-eval-mesh (neuface_ns/tools/eval_mesh.py).
 
 Geometry is checked against analytic SDFs; units against the bundled sample's known landmarks
 (scene.json, written by the sample generator); colours against a model whose albedo is a constant.
@@ -26,19 +26,11 @@ from neuface_ns.exporter import (
     world_to_normalised,
 )
 from neuface_ns.exporter.cli import ExportMesh
+from neuface_ns.tools import eval_mesh
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
-EVAL_MESH = REPO / "scripts" / "eval_mesh.py"
-
-
-def _load_eval_mesh():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("eval_mesh", EVAL_MESH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+EVAL_MESH_WRAPPER = REPO / "scripts" / "eval_mesh.py"  # the old command, a wrapper of the module
 
 
 def sphere_sdf(center, radius):
@@ -56,7 +48,6 @@ def sphere_points(center, radius, n, seed=0):
 
 
 def test_sphere_mesh_chamfer_below_one_percent_of_radius():
-    eval_mesh = _load_eval_mesh()
     center, radius = (0.1, -0.05, 0.02), 0.6
     mesh = extract_mesh(sphere_sdf(center, radius), resolution=64)
     pred = eval_mesh.sample_surface(mesh.vertices, mesh.faces, 200_000, np.random.default_rng(0))
@@ -279,7 +270,6 @@ def test_nerfstudio_exporter_hooks_and_texturing_on_cpu(tmp_path):
 
 
 def test_eval_mesh_matches_brute_force():
-    eval_mesh = _load_eval_mesh()
     rng = np.random.default_rng(3)
     pred, gt = rng.normal(size=(50, 3)), rng.normal(size=(70, 3)) + 0.1
     threshold = 0.3
@@ -304,8 +294,8 @@ def test_eval_mesh_cli_one_json_line_with_sphere_cut(tmp_path):
     far.apply_translation((5.0, 0.0, 0.0))  # outside the cutting sphere: must not count
     gt.export(tmp_path / "gt.ply")
     trimesh.util.concatenate([pred, far]).export(tmp_path / "pred.ply")
-    args = [sys.executable, str(EVAL_MESH), "--mesh", str(tmp_path / "pred.ply"), "--gt", str(tmp_path / "gt.ply"),
-            "--num-points", "5000", "--threshold", "0.05"]
+    args = [sys.executable, "-m", "neuface_ns.tools.eval_mesh", "--mesh", str(tmp_path / "pred.ply"),
+            "--gt", str(tmp_path / "gt.ply"), "--num-points", "5000", "--threshold", "0.05"]
     cut = subprocess.run(args + ["--sphere-center", "0", "0", "0", "--sphere-radius", "2"], capture_output=True, text=True, check=True)
     lines = cut.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -313,12 +303,27 @@ def test_eval_mesh_cli_one_json_line_with_sphere_cut(tmp_path):
     assert 0.015 < result["accuracy"] < 0.05 and result["fscore"] > 0.9  # radius 1.02 vs 1 (+ sampling)
     uncut = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
     assert uncut["accuracy"] > 0.05  # the far box counts without the cut
-    again = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
-    assert again == uncut  # seeded
+    old_command = [sys.executable, str(EVAL_MESH_WRAPPER)] + args[3:]
+    again = json.loads(subprocess.run(old_command, capture_output=True, text=True, check=True).stdout)
+    assert again == uncut  # seeded; scripts/eval_mesh.py still runs the same tool
+
+
+def test_eval_mesh_usage_errors_exit_2_like_argparse(tmp_path, capsys):
+    base = ["--mesh", str(tmp_path / "pred.ply"), "--gt", str(tmp_path / "gt.ply")]
+    for extra, message in (
+        (["--num-points", "0"], "--num-points must be positive"),
+        (["--sphere-center", "0", "0", "0"], "--sphere-center needs --sphere-radius"),
+        (["--sphere-radius", "1", "--scene", str(SAMPLE)], "give either --scene or --sphere-radius"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            eval_mesh.main(base + extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # --mesh and --gt stay required
+        eval_mesh.main(["--mesh", str(tmp_path / "pred.ply")])
+    assert exit_info.value.code == 2
 
 
 def test_eval_mesh_scene_sphere_from_scale_mat():
-    eval_mesh = _load_eval_mesh()
     center, radius = eval_mesh.sphere_from_scene(SAMPLE)
     scene = json.loads((SAMPLE / "scene.json").read_text())
     np.testing.assert_allclose(center, scene["centre"])
@@ -331,7 +336,6 @@ def test_observed_surface_of_a_sphere_is_the_closed_form_cap():
     misses the sphere sees nothing."""
     import trimesh
 
-    eval_mesh = _load_eval_mesh()
     r, d, f = 1.0, 3.0, 200.0
     mesh = trimesh.creation.icosphere(subdivisions=6, radius=r)
     points = eval_mesh.sample_surface(mesh.vertices, mesh.faces, 40_000, np.random.default_rng(1))
@@ -358,7 +362,6 @@ def test_observed_scoring_ignores_the_back_an_sdf_closes_behind_an_open_scan(tmp
     import trimesh
     from PIL import Image
 
-    eval_mesh = _load_eval_mesh()
     r, d, f = 1.0, 3.0, 200.0
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=r)
     front = sphere.vertices[sphere.faces][:, :, 2].min(axis=1) > 0

@@ -1,4 +1,4 @@
-"""scripts/prepare_facescape.py on a tiny synthetic FaceScape *release* (distorted images, one invalid view),
+"""neuface-prepare-facescape on a tiny synthetic FaceScape *release* (distorted images, one invalid view),
 read back through the NeuFace FaceScape dataparser."""
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def gen():
 
 @pytest.fixture(scope="module")
 def prep():
-    return _load("prepare_facescape")
+    from neuface_ns.tools import prepare_facescape
+
+    return prepare_facescape
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def test_refuses_to_overwrite_without_flag(prep, release, prepared, tmp_path):
     assert "--overwrite" in str(err.value) and "\n" not in str(err.value)
     before = (prepared / "imface_image" / "1" / "1_neutral" / "params.json").read_text()
     # CLI: one line, non-zero exit
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_facescape.py"), "--release-root",
+    proc = subprocess.run([sys.executable, "-m", "neuface_ns.tools.prepare_facescape", "--release-root",
                            str(release["root"]), "--output-dir", str(prepared)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
     # --overwrite with an explicit test view rewrites the tuple

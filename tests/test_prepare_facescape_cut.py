@@ -1,4 +1,4 @@
-"""scripts/prepare_facescape.py renders the masks from the mesh cut to the face sphere (NeuFace's cut_mesh.py +
+"""neuface-prepare-facescape renders the masks from the mesh cut to the face sphere (NeuFace's cut_mesh.py +
 render_mask.py), drops views that see none of it, blacks the images outside the masks and writes the cut mesh
 (TU mm) as the scene's ground truth. References here are independent: analytic ray / quadric intersections of the
 ellipsoid head and neck tube that scripts/bench_prepare_facescape.py writes, and brute-force point-in-triangle
@@ -27,7 +27,9 @@ def _load(name):
 
 @pytest.fixture(scope="module")
 def prep():
-    return _load("prepare_facescape")
+    from neuface_ns.tools import prepare_facescape
+
+    return prepare_facescape
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ def test_visible_ground_truth_projects_into_the_masks():
     and the mask holds little else: the cameras, the masks and gt_mesh.ply describe the same head."""
     import trimesh
 
-    eval_mesh = _load("eval_mesh", ROOT / "scripts" / "eval_mesh.py")
+    from neuface_ns.tools import eval_mesh
+
     gt = trimesh.load(SCAN / "gt_mesh.ply", process=False)
     points = eval_mesh.sample_surface(gt.vertices, gt.faces, 60_000, np.random.default_rng(0))
     with np.load(SCAN / "cameras.npz") as cameras:

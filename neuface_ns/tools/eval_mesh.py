@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""Geometry metrics of a reconstructed mesh against a ground-truth mesh; prints ONE JSON line.
+
+    neuface-eval-mesh --mesh pred.ply --gt gt.ply [--threshold T] [--num-points N]
+        [--sphere-center X Y Z --sphere-radius R | --scene <IDR scan dir>] [--seed S]
+
+Both surfaces are sampled uniformly by area (`--num-points` each, seeded; a file without faces is
+used as a point cloud as it is). With a sphere (given, or from `--scene`: the scan's cameras.npz
+scale_mat_0, which maps the unit sphere to world units: the NeuFace protocol's "GT cut to the unit
+sphere"), only sample points inside it are kept, for both surfaces. Then, with nearest-neighbour
+distances (scipy cKDTree):
+
+- accuracy     mean distance from predicted points to the GT points
+- completeness mean distance from GT points to the predicted points
+- chamfer      (accuracy + completeness) / 2
+- precision / recall: fraction of predicted / GT points closer than the threshold to the other set
+- fscore       2 P R / (P + R)
+
+With `--observed-by <IDR scan dir>`, both sides count only what a training camera of that scan sees (in its image,
+in front of it, and not hidden by the surface the point lies on): completeness and recall the GT points the GT
+surface leaves visible, accuracy and precision the predicted points the predicted surface leaves visible. This is
+what DTU's observation masks do: a reconstruction is not blamed for surface no training view shows, e.g. the back
+that an SDF closes behind an open face scan. Training cameras are the scan's views minus `held_out_views` in its
+scene.json (the realistic-scene generator writes it), or all views.
+
+All distances are in the meshes' own units (DTU world units: the scan's mm; normalised exports:
+scene units). The default threshold is 1% of the diagonal of the bounding box of the evaluated GT
+points.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tyro
+from scipy.spatial import cKDTree
+
+
+def sample_surface(vertices: np.ndarray, faces: Optional[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` points uniformly distributed over the triangles' area (the vertices if no faces)."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if faces is None or len(faces) == 0:
+        return vertices
+    tri = vertices[np.asarray(faces)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1)
+    if area.sum() <= 0:
+        return vertices
+    face = rng.choice(len(area), size=count, p=area / area.sum())
+    r1, r2 = rng.random(count), rng.random(count)
+    s = np.sqrt(r1)
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+    return (1 - s)[:, None] * a + (s * (1 - r2))[:, None] * b + (s * r2)[:, None] * c
+
+
+def inside_sphere(points: np.ndarray, center: Sequence[float], radius: float) -> np.ndarray:
+    return points[np.linalg.norm(points - np.asarray(center, dtype=np.float64), axis=-1) <= radius]
+
+
+def point_metrics(pred: np.ndarray, gt: np.ndarray, threshold: Optional[float] = None) -> Dict[str, float]:
+    """Accuracy / completeness / chamfer / precision / recall / F-score of two point sets."""
+    if len(pred) == 0 or len(gt) == 0:
+        raise ValueError(f"no points to compare (prediction {len(pred)}, GT {len(gt)})")
+    if threshold is None:
+        threshold = 0.01 * float(np.linalg.norm(gt.max(0) - gt.min(0)))
+    d_pred, _ = cKDTree(gt).query(pred, k=1)  # prediction -> GT
+    d_gt, _ = cKDTree(pred).query(gt, k=1)  # GT -> prediction
+    precision = float((d_pred < threshold).mean())
+    recall = float((d_gt < threshold).mean())
+    fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy, completeness = float(d_pred.mean()), float(d_gt.mean())
+    return {
+        "accuracy": accuracy,
+        "completeness": completeness,
+        "chamfer": 0.5 * (accuracy + completeness),
+        "precision": precision,
+        "recall": recall,
+        "fscore": fscore,
+        "threshold": float(threshold),
+        "num_points_pred": int(len(pred)),
+        "num_points_gt": int(len(gt)),
+    }
+
+
+def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
+    """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
+    from PIL import Image
+
+    path = scene / "cameras.npz"
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: no cameras.npz")
+    images = sorted(p for p in (scene / "image").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not images:
+        raise SystemExit(f"eval_mesh: {scene / 'image'}: no images")
+    with Image.open(images[0]) as first:
+        width, height = first.size
+    held_out = set()
+    if (scene / "scene.json").is_file():
+        held_out = set(json.loads((scene / "scene.json").read_text()).get("held_out_views", []))
+    with np.load(path) as cameras:
+        matrices = [
+            np.asarray(cameras[f"world_mat_{i}"], dtype=np.float64)[:3, :4]
+            for i in range(len(images))
+            if i not in held_out and f"world_mat_{i}" in cameras
+        ]
+    return matrices, width, height
+
+
+def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
+    """[N] bool: the point projects inside some camera's image, in front of it, with nothing of the mesh between.
+
+    The occlusion test casts a ray from the point (nudged towards the camera by 1e-4 of the mesh's size, so that
+    it does not hit its own triangle) to the camera centre."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+    seen = np.zeros(len(points), dtype=bool)
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    for P in cameras:
+        todo = np.flatnonzero(~seen)
+        if len(todo) == 0:
+            break
+        pix = homogeneous[todo] @ P.T
+        in_front = pix[:, 2] > 0
+        u = pix[:, 0] / np.where(in_front, pix[:, 2], 1.0)
+        v = pix[:, 1] / np.where(in_front, pix[:, 2], 1.0)
+        candidates = todo[in_front & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)]
+        if len(candidates) == 0:
+            continue
+        centre = -np.linalg.solve(P[:, :3], P[:, 3])
+        direction = centre - points[candidates]
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        blocked = mesh.ray.intersects_any(points[candidates] + nudge * direction, direction)
+        seen[candidates[~blocked]] = True
+    return seen
+
+
+def load_geometry(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    import trimesh
+
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: file not found")
+    geometry = trimesh.load(path, process=False)
+    if isinstance(geometry, trimesh.Scene):
+        geometry = geometry.dump(concatenate=True)
+    faces = getattr(geometry, "faces", None)
+    vertices = np.asarray(geometry.vertices)
+    if len(vertices) == 0:
+        raise SystemExit(f"eval_mesh: {path}: no vertices")
+    return vertices, (np.asarray(faces) if faces is not None and len(faces) else None)
+
+
+def sphere_from_scene(scene: Path) -> Tuple[np.ndarray, float]:
+    """Centre and radius of the unit sphere in world units, from an IDR scan's scale_mat_0."""
+    path = scene / "cameras.npz" if scene.is_dir() else scene
+    if not path.is_file():
+        raise SystemExit(f"eval_mesh: {path}: no cameras.npz")
+    with np.load(path) as cameras:
+        if "scale_mat_0" not in cameras:
+            raise SystemExit(f"eval_mesh: {path}: no scale_mat_0")
+        scale_mat = np.asarray(cameras["scale_mat_0"], dtype=np.float64)
+    radius = float(abs(np.linalg.det(scale_mat[:3, :3])) ** (1.0 / 3.0))
+    return scale_mat[:3, 3], radius
+
+
+def evaluate(
+    mesh: Path,
+    gt: Path,
+    num_points: int = 200_000,
+    threshold: Optional[float] = None,
+    sphere_center: Optional[Sequence[float]] = None,
+    sphere_radius: Optional[float] = None,
+    seed: int = 0,
+    observed_by: Optional[Path] = None,
+) -> Dict[str, object]:
+    rng = np.random.default_rng(seed)
+    pred_vertices, pred_faces = load_geometry(mesh)
+    pred_points = sample_surface(pred_vertices, pred_faces, num_points, rng)
+    gt_vertices, gt_faces = load_geometry(gt)
+    gt_points = sample_surface(gt_vertices, gt_faces, num_points, rng)
+    if sphere_radius is not None:
+        center = np.zeros(3) if sphere_center is None else np.asarray(sphere_center, dtype=np.float64)
+        pred_points = inside_sphere(pred_points, center, sphere_radius)
+        gt_points = inside_sphere(gt_points, center, sphere_radius)
+    observed_fraction = observed_pred_fraction = None
+    if observed_by is not None:
+        for path, faces in ((gt, gt_faces), (mesh, pred_faces)):
+            if faces is None:
+                raise ValueError(f"{path}: the observation test needs a mesh with faces")
+        cameras = training_cameras(observed_by)
+        keep = observed(gt_points, gt_vertices, gt_faces, *cameras)
+        observed_fraction = float(keep.mean()) if len(keep) else 0.0
+        gt_points = gt_points[keep]
+        keep = observed(pred_points, pred_vertices, pred_faces, *cameras)
+        observed_pred_fraction = float(keep.mean()) if len(keep) else 0.0
+        pred_points = pred_points[keep]
+    result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
+    result["observed_fraction"] = observed_fraction
+    result["observed_pred_fraction"] = observed_pred_fraction
+    result["sphere"] = (
+        None if sphere_radius is None else {"center": [float(v) for v in center], "radius": float(sphere_radius)}
+    )
+    result["units"] = "mesh units"
+    result["seed"] = seed
+    return result
+
+
+def _usage_error(message: str) -> None:
+    """Exit as argparse's `parser.error` did: the message on stderr, status 2."""
+    print(f"neuface-eval-mesh: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+@dataclass
+class EvalMesh:
+    """Geometry metrics of a reconstructed mesh against a ground-truth mesh; prints ONE JSON line."""
+
+    mesh: Path
+    """predicted mesh (ply/obj/...)"""
+    gt: Path
+    """ground-truth mesh"""
+    num_points: int = 200_000
+    """sample points per surface"""
+    threshold: Optional[float] = None
+    """F-score distance (default 1% of the GT bbox diagonal)"""
+    sphere_center: Optional[Tuple[float, float, float]] = None
+    """X Y Z of the cutting sphere (needs --sphere-radius)"""
+    sphere_radius: Optional[float] = None
+    """keep only sample points within this distance of --sphere-center (default the origin)"""
+    scene: Optional[Path] = None
+    """IDR scan dir: cut to the sphere of cameras.npz scale_mat_0"""
+    observed_by: Optional[Path] = None
+    """IDR scan dir: score only the surface (GT and predicted) its training cameras see"""
+    seed: int = 0
+    """seed of the surface sampling"""
+
+    def main(self) -> int:
+        if self.num_points < 1:
+            _usage_error("--num-points must be positive")
+        if self.sphere_center is not None and self.sphere_radius is None:
+            _usage_error("--sphere-center needs --sphere-radius")
+        center, radius = self.sphere_center, self.sphere_radius
+        if self.scene is not None:
+            if radius is not None:
+                _usage_error("give either --scene or --sphere-radius, not both")
+            center, radius = sphere_from_scene(self.scene)
+        try:
+            result = evaluate(self.mesh, self.gt, self.num_points, self.threshold, center, radius, self.seed,
+                              self.observed_by)
+        except ValueError as err:
+            raise SystemExit(f"eval_mesh: {err}") from None
+        print(json.dumps(result))
+        return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse `argv` (default: sys.argv[1:]) and run; returns the exit status."""
+    return tyro.cli(EvalMesh, args=None if argv is None else list(argv)).main()
+
+
+def entrypoint() -> None:
+    """Console script `neuface-eval-mesh`."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()
