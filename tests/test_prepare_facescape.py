@@ -173,3 +173,18 @@ def test_bad_release_input(prep, release, tmp_path):
     with pytest.raises(NeuFaceInputError) as err:
         prep.main(["--release-root", str(broken), "--output-dir", str(tmp_path / "o2")])
     assert "1_neutral.ply" in str(err.value)
+
+
+@pytest.mark.parametrize("missing", ["Rt_scale_dict.json", "landmark_indices.npz"])
+def test_missing_side_file_says_it_comes_from_the_toolkit(prep, release, tmp_path, missing):
+    """The two side files are in the FaceScape toolkit's toolkit/predef/, not in the dataset zips (NeuFace issues
+    #2, #15): the one-line error names the file and says where to get it."""
+    import shutil
+
+    root = tmp_path / "release"
+    shutil.copytree(release["root"], root)
+    (root / missing).unlink()
+    with pytest.raises(NeuFaceInputError) as err:
+        prep.main(["--release-root", str(root), "--output-dir", str(tmp_path / "out")])
+    message = str(err.value)
+    assert missing in message and "toolkit/predef" in message and "\n" not in message

@@ -355,7 +355,11 @@ def find_tuples(paths: Paths, subjects: Optional[Sequence[int]], expressions: Op
 
 def _copy_root_file(src: Path, dst: Path, overwrite: bool) -> None:
     if not src.is_file():
-        raise NeuFaceInputError(src, "file not found")
+        raise NeuFaceInputError(
+            src,
+            "file not found; Rt_scale_dict.json and landmark_indices.npz ship with the FaceScape toolkit "
+            "(toolkit/predef/ of github.com/zhuhao-nju/facescape), not with the dataset zips",
+        )
     if dst.exists():
         if filecmp.cmp(src, dst, shallow=False):
             return
