@@ -118,10 +118,13 @@ def load_eval_mesh_module():
 
 def _config_classes() -> Dict[str, type]:
     """Config classes an override may construct, e.g. `...appearance=TriplaneAppearanceConfig(num_basis=3)`."""
+    from nerfstudio.data.pixel_samplers import PixelSamplerConfig
+
     from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
     from neuface_ns.fields.appearance import SpatialAppearanceConfig, TriplaneAppearanceConfig
 
-    return {cls.__name__: cls for cls in (SpatialAppearanceConfig, TriplaneAppearanceConfig, MaskBBoxPixelSamplerConfig)}
+    classes = (SpatialAppearanceConfig, TriplaneAppearanceConfig, MaskBBoxPixelSamplerConfig, PixelSamplerConfig)
+    return {cls.__name__: cls for cls in classes}
 
 
 def parse_override(text: str):

@@ -16,7 +16,8 @@ from __future__ import annotations
 from neuface_ns.brdf import IntegratedBasisConfig
 from neuface_ns.configs.common import datamanager, optimizers, trainer_config
 from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
-from neuface_ns.fields.appearance import SpatialAppearanceConfig
+from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
+from neuface_ns.fields.appearance import SpatialAppearanceConfig, TriplaneAppearanceConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import IDRSDFNetworkConfig
 from neuface_ns.model import NeuFaceModelConfig
@@ -58,7 +59,9 @@ def cpu_default() -> NeuFaceTrainerConfig:
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6),
             residual=None,
-            appearance=SpatialAppearanceConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_basis=3, specular_channels=3),
+            # A tri-plane appearance instead of the paper's SIREN (README "Performance": on the path-traced scan
+            # sample, with the foreground sampler below, held-out PSNR 23.6 -> 28.7 dB, Chamfer 1.19 -> 0.77 mm).
+            appearance=TriplaneAppearanceConfig(num_basis=3, specular_channels=3),
             integrated_basis=IntegratedBasisConfig(hidden_dim=64, num_layers=3, num_basis=3),
         ),
         # 16 marching iterations instead of 10: grazing rays converge instead of falling back to the dense
@@ -73,7 +76,13 @@ def cpu_default() -> NeuFaceTrainerConfig:
     )
     return trainer_config(
         "neuface-dtu",
-        datamanager(NeuFaceDTUDataParserConfig(), rays_per_batch=1024),
+        # Half of each step's rays on the object itself, the rest in its mask box dilated by 10 px: on a real
+        # capture most of an image is background, which only feeds the mask loss (paper: uniform over the image).
+        datamanager(
+            NeuFaceDTUDataParserConfig(),
+            rays_per_batch=1024,
+            pixel_sampler=MaskBBoxPixelSamplerConfig(dilation=10, one_image_per_step=False, foreground_fraction=0.5),
+        ),
         model,
         optimizers(
             5e-4, max_steps=iterations, milestones=(2000, 2600), light_lr=5e-3, calibration_lr=1e-3
