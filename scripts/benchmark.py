@@ -340,11 +340,11 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         overrides = needed + list(overrides)
     config, pipeline, optimizers = build(method, data, device, args.seed, overrides)
     data_dir = Path(pipeline.datamanager.dataparser.config.data)
+    resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
+    keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
     if args.load_state is not None:  # quality of a state trained elsewhere (e.g. on a GPU machine), no training
         state = torch.load(args.load_state, map_location=device, weights_only=False)
         pipeline.load_state_dict(state["pipeline"])
-        resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
-        keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
         result = {"method": label or method, "overrides": " ".join(overrides), "loaded_state": str(args.load_state),
                   **{k: v for k, v in state.get("result", {}).items() if k not in ("method", "overrides")}}
         result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
@@ -395,10 +395,8 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
                 print(f"  step {step}, {spent:.0f} s", file=sys.stderr, flush=True)
         result["budget_s"] = spent
         result["budget_steps"] = step
-        resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
         print(f"  {step} steps in {spent:.0f} s; evaluating (held-out views{', relit views' if args.realistic else ''}, "
               f"{resolution}^3 mesh)", file=sys.stderr, flush=True)
-        keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
         if args.save_state is not None:
             result["wall_s"] = time.perf_counter() - wall_start
             result["peak_memory_mb"] = peak_memory_mb(device)

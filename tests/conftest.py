@@ -54,3 +54,61 @@ def make_model():
         return config.setup(scene_box=scene_box, num_train_data=num_train_data)
 
     return build
+
+
+def _load_script(name: str):
+    """scripts/<name>.py loaded by path (the developer tools are scripts, not package modules)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable:
+    """Factory: load a developer script (e.g. make_sample_scene) as a module."""
+    return _load_script
+
+
+@pytest.fixture(scope="session")
+def save_tiny_dtu_run() -> Callable:
+    """Factory: `save(root)` writes a 6-view 24 x 18 generated scene to root/scene and an untrained neuface-dtu run with
+    tiny networks on it (config.yml + a step-0 checkpoint, the layout `ns-eval` and `eval_setup` read); returns
+    (trainer config, pipeline). For tests of tools that load a saved run, without training one."""
+    import copy
+
+    def save(root):
+        from neuface_ns.configs.methods import neuface_dtu
+
+        scene = root / "scene"
+        assert _load_script("make_sample_scene").main(
+            ["--output-dir", str(scene), "--num-views", "6", "--width", "24", "--height", "18", "--mesh-resolution", "0"]
+        ) == 0
+        config = copy.deepcopy(neuface_dtu.config)
+        config.data = scene
+        config.pipeline.datamanager.data = scene
+        config.output_dir = root / "out"
+        config.experiment_name = "tiny"
+        config.timestamp = "t0"
+        config.machine.device_type = "cpu"
+        config.pipeline.model.sdf_field = NeuFaceFieldConfig(
+            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
+            residual=None,
+            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
+            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
+        )
+        config.pipeline.model.sh_order = 2
+        config.pipeline.model.dense_steps = 16
+        config.save_config()
+        torch.manual_seed(0)
+        pipeline = config.pipeline.setup(device="cpu", test_mode="test")
+        checkpoints = config.get_checkpoint_dir()
+        checkpoints.mkdir(parents=True)
+        torch.save({"step": 0, "pipeline": pipeline.state_dict()}, checkpoints / "step-000000000.ckpt")
+        return config, pipeline
+
+    return save

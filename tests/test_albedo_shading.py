@@ -4,14 +4,12 @@ shading/ ground truth; one in-process run of the CLI on a tiny untrained pipelin
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy.stats import pearsonr
 
@@ -201,43 +199,12 @@ def test_scan_sample_shading():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, save_tiny_dtu_run):
     """An untrained neuface-dtu pipeline with tiny networks on a 24 x 18 generated scene, saved as a run, with a
     synthetic shading/ ground truth for its held-out views."""
-    from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.fields.appearance import SpatialAppearanceConfig
-    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.configs.methods import neuface_dtu
-
     root = tmp_path_factory.mktemp("albedo_shading")
-    spec = importlib.util.spec_from_file_location("make_sample_scene", ROOT / "scripts" / "make_sample_scene.py")
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
     scene = root / "scene"
-    assert generator.main(["--output-dir", str(scene), "--num-views", "6", "--width", "24", "--height", "18",
-                           "--mesh-resolution", "0"]) == 0
-    config = copy.deepcopy(neuface_dtu.config)
-    config.data = scene
-    config.pipeline.datamanager.data = scene
-    config.output_dir = root / "out"
-    config.experiment_name = "tiny"
-    config.timestamp = "t0"
-    config.machine.device_type = "cpu"
-    config.pipeline.model.sdf_field = NeuFaceFieldConfig(
-        sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-        residual=None,
-        appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
-        integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-    )
-    config.pipeline.model.sh_order = 2
-    config.pipeline.model.dense_steps = 16
-    config.save_config()
-    torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="test")
-    checkpoints = config.get_checkpoint_dir()
-    checkpoints.mkdir(parents=True)
-    torch.save({"step": 0, "pipeline": pipeline.state_dict()}, checkpoints / "step-000000000.ckpt")
+    config, pipeline = save_tiny_dtu_run(root)
     names = [Path(n).name for n in pipeline.datamanager.eval_dataset._dataparser_outputs.image_filenames]
     views = [int(Path(n).stem) for n in names]
     rng = np.random.default_rng(4)

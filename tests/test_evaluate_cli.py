@@ -4,8 +4,6 @@ step-0 checkpoint (no ns-train). The metric functions themselves are tested in t
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import json
 import math
 import os
@@ -21,42 +19,9 @@ NEUFACE_EVAL = Path(sys.executable).with_name("neuface-eval")
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from neuface_ns.fields.appearance import SpatialAppearanceConfig
-    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.configs.methods import neuface_dtu
-
+def tiny_run(tmp_path_factory, save_tiny_dtu_run):
     root = tmp_path_factory.mktemp("neuface_eval")
-    spec = importlib.util.spec_from_file_location("make_sample_scene", ROOT / "scripts" / "make_sample_scene.py")
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    scene = root / "scene"
-    assert generator.main(["--output-dir", str(scene), "--num-views", "6", "--width", "24", "--height", "18",
-                           "--mesh-resolution", "0"]) == 0
-
-    config = copy.deepcopy(neuface_dtu.config)
-    config.data = scene
-    config.pipeline.datamanager.data = scene
-    config.output_dir = root / "out"
-    config.experiment_name = "tiny"
-    config.timestamp = "t0"
-    config.machine.device_type = "cpu"
-    config.pipeline.model.sdf_field = NeuFaceFieldConfig(
-        sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-        residual=None,
-        appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
-        integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-    )
-    config.pipeline.model.sh_order = 2
-    config.pipeline.model.dense_steps = 16
-    config.save_config()
-    torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="test")
-    checkpoints = config.get_checkpoint_dir()
-    checkpoints.mkdir(parents=True)
-    torch.save({"step": 0, "pipeline": pipeline.state_dict()}, checkpoints / "step-000000000.ckpt")
+    config, pipeline = save_tiny_dtu_run(root)
     return {"root": root, "config": config.get_base_dir() / "config.yml", "num_train": pipeline.model.num_train_data}
 
 

@@ -3,7 +3,6 @@ read back through the NeuFace FaceScape dataparser."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,16 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FLIP = np.array([1.0, -1.0, -1.0])
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def gen():
-    return _load("make_sample_scene")
+def gen(load_script):
+    return load_script("make_sample_scene")
 
 
 @pytest.fixture(scope="module")

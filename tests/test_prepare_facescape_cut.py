@@ -6,7 +6,6 @@ tests. Pixel convention: OpenCV (the centre of pixel (row i, col j) is (u, v) = 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,13 +17,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def prep():
     from neuface_ns.tools import prepare_facescape
@@ -33,8 +25,8 @@ def prep():
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return _load("bench_prepare_facescape")
+def bench(load_script):
+    return load_script("bench_prepare_facescape")
 
 
 # ---------------------------------------------------------------------------------------------------------------

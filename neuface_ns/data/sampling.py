@@ -74,6 +74,7 @@ class MaskBBoxPixelSampler(PixelSampler):
     def __init__(self, config: MaskBBoxPixelSamplerConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self._boxes: Dict[Tuple[int, int, int], Tuple[int, int, int, int]] = {}
+        self._foreground_pixels: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
         self._warned_empty = False
 
     # -- boxes ----------------------------------------------------------------------------------------------
@@ -113,8 +114,8 @@ class MaskBBoxPixelSampler(PixelSampler):
         """Every foreground pixel of a cached batch as [M, 3] (position in the batch, row, col), image by image,
         and the [N + 1] offsets of each image's run in it (cached: the cached batch never changes)."""
         masks = batch[self.config.mask_key]
-        key = ("foreground", self._key(batch, 0), len(masks))
-        cached = self._boxes.get(key)
+        key = (self._key(batch, 0), len(masks))
+        cached = self._foreground_pixels.get(key)
         if cached is None:
             per_image = [
                 torch.nonzero(masks[i].reshape(masks[i].shape[0], masks[i].shape[1], -1)[..., 0].cpu() > 0.5)
@@ -122,7 +123,7 @@ class MaskBBoxPixelSampler(PixelSampler):
             ]
             pixels = torch.cat([torch.nn.functional.pad(p, (1, 0), value=i) for i, p in enumerate(per_image)])
             offsets = torch.cumsum(torch.tensor([0] + [p.shape[0] for p in per_image]), 0)
-            cached = self._boxes[key] = (pixels, offsets)
+            cached = self._foreground_pixels[key] = (pixels, offsets)
         return cached
 
     def sample_indices(self, batch: Dict, num_rays: int) -> Tensor:
