@@ -13,6 +13,10 @@ The job (written by render_scan_scene.py, everything already in Blender's Z-up w
   scan hidden, linear EXR) are views like the others;
 - a view with "passes" also writes Cycles' light passes of that same render (same samples and seed, so they add
   up to its image) as linear 32-bit EXRs <passes>/<name>.exr, name in PASSES (RGBA for Image, RGB otherwise).
+- optional "room": {"texture": image, "half_size": float, "strength": float}: a box around the scene whose
+  inside shows the image (box-projected emission) to the camera only (it casts no light or shadow and is not
+  reflected, so the scan's light is the environment's alone) and makes every view opaque: a background with
+  texture for structure from motion (scripts/render_capture_scene.py).
 
 Only bpy and the standard library are used (Debian's Blender has its own Python).
 """
@@ -109,6 +113,35 @@ def _set_environment(scene, environment):
     links.new(background.outputs["Background"], output.inputs["Surface"])
 
 
+def _add_room(room):
+    """A box seen by camera rays only, with the room texture box-projected as emission (see the module doc)."""
+    bpy.ops.mesh.primitive_cube_add(size=2.0 * room["half_size"], location=(0.0, 0.0, 0.0))
+    box = bpy.context.active_object
+    material = bpy.data.materials.new("room")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    coordinates = nodes.new("ShaderNodeTexCoord")
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = bpy.data.images.load(room["texture"])
+    texture.projection = "BOX"
+    texture.projection_blend = 0.1
+    mapping = nodes.new("ShaderNodeMapping")
+    mapping.inputs["Scale"].default_value = (0.5 / room["half_size"],) * 3
+    mapping.inputs["Location"].default_value = (0.5, 0.5, 0.5)
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = room.get("strength", 1.0)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(coordinates.outputs["Object"], mapping.inputs["Vector"])
+    links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    box.data.materials.append(material)
+    for flag in ("visible_diffuse", "visible_glossy", "visible_transmission", "visible_volume_scatter", "visible_shadow"):
+        setattr(box, flag, False)
+    return box
+
+
 def _camera(scene):
     data = bpy.data.cameras.new("camera")
     camera = bpy.data.objects.new("camera", data)
@@ -179,13 +212,16 @@ def main():
     scene = _reset_scene()
     scan = _import_scan(job)
     camera = _camera(scene)
+    room = _add_room(job["room"]) if job.get("room") else None
     environments = job["environments"]
     views = job["views"]
     for index, view in enumerate(views):
         _set_environment(scene, environments[view["environment"]])
         scan.hide_render = bool(view.get("hide_scan", False))
         # The probes look at the environment itself: it must not be transparent there.
-        scene.render.film_transparent = not scan.hide_render
+        scene.render.film_transparent = not scan.hide_render and room is None
+        if room is not None:
+            room.hide_render = scan.hide_render  # the probes see the environment alone
         if view.get("passes"):
             _pass_outputs(scene, view["passes"])
         else:

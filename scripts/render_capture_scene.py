@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""A realistic capture for `neuface-process-data`: the scan rendered with Cycles in a textured room, as a
+hand-held capture would see it (background visible, so structure from motion has something to match), with the
+true cameras, face frame and face masks kept apart as the answer key.
+
+    nice -n 10 python scripts/render_capture_scene.py --scan-obj <dir>/james.obj --texture <dir>/james.jpg \\
+        --landmarks <dir>/james.ljson --output-dir tests/data/capture_james --num-views 24
+
+Reuses scripts/render_scan_scene.py (camera rig, skin material, environment light, ray-cast face masks) and its
+Blender job (scripts/blender/render_views.py with a "room": a box with a random multi-scale texture, seen by the
+camera only, so the face is lit by the environment alone). Blender runs as a subprocess; tests never need it.
+
+Written:
+
+    <out>/images/000.jpg ...   the photos (8-bit sRGB, JPEG quality 92, background visible, no mask)
+    <out>/truth.npz            K [3, 3] (OpenCV, pixel centres at integers), R_c2w [N, 3, 3], centres_mm [N, 3]
+                               (scan millimetres), nose_tip_mm [3], sphere_centre_mm [3], masks [N, H, W] bool
+                               (first surface hit inside the face sphere: NeuFace's face region)
+    <out>/scene.json           settings and timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _scan_scene_module():
+    spec = importlib.util.spec_from_file_location("render_scan_scene", REPO / "scripts" / "render_scan_scene.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def room_texture(path: Path, size: int, rng: np.random.Generator) -> None:
+    """A random texture with structure at every scale (coloured value noise at octaves 4 ... 256 plus random
+    discs and bars), like a cluttered room: corners for the feature detector at any distance."""
+    from PIL import Image, ImageDraw
+
+    image = np.zeros((size, size, 3))
+    for cells, weight in ((4, 0.35), (16, 0.25), (64, 0.2), (256, 0.2)):
+        coarse = rng.uniform(0.0, 1.0, (cells, cells, 3))
+        up = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)) / 255.0
+        image += weight * up
+    picture = Image.fromarray(np.clip(image * 255, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(400):
+        x, y = rng.uniform(0, size, 2)
+        r = rng.uniform(4, 40)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.uniform() < 0.5:
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+        else:
+            draw.rectangle([x - r, y - r / 3, x + r, y + r / 3], fill=colour)
+    picture.save(path)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scan-obj", type=Path, required=True)
+    p.add_argument("--texture", type=Path, required=True)
+    p.add_argument("--landmarks", type=Path, required=True, help="menpo LJSON with the 68 iBUG landmarks")
+    p.add_argument("--output-dir", type=Path, required=True)
+    p.add_argument("--environment", default="studio")
+    p.add_argument("--num-views", type=int, default=24)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--focal-px", type=float, default=None, help="default: 2.5 x height")
+    p.add_argument("--distance", type=float, default=5.5, help="camera distance in units of 100 mm")
+    p.add_argument("--yaw", type=float, default=50.0, help="the rig spans +-yaw degrees")
+    p.add_argument("--samples", type=int, default=48)
+    p.add_argument("--room-half-size", type=float, default=12.0, help="the room box, units of 100 mm")
+    p.add_argument("--room-strength", type=float, default=0.8)
+    p.add_argument("--exposure", type=float, default=0.8)
+    p.add_argument("--jpeg-quality", type=int, default=92)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--blender", default="blender")
+    p.add_argument("--overwrite", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    rss = _scan_scene_module()
+    out = args.output_dir
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise SystemExit(f"render_capture_scene: {out} exists and is not empty (pass --overwrite)")
+    if shutil.which(args.blender) is None:
+        raise SystemExit(f"render_capture_scene: '{args.blender}' not found (apt-get install blender python3-numpy)")
+    started = time.time()
+    rng = np.random.default_rng(args.seed)
+    vertices_mm, faces, uv = rss.load_scan(args.scan_obj)
+    landmark_nose = rss.ibug_landmark_points(args.landmarks)[rss.NOSE_TIP]
+    nose = vertices_mm[np.argmin(np.linalg.norm(vertices_mm - landmark_nose, axis=-1))]
+    centre_mm = nose - np.array([0.0, 0.0, rss.FACE_SPHERE_BEHIND_NOSE_MM])
+    scale = rss.FACE_SPHERE_RADIUS_MM
+    focal = args.focal_px or 2.5 * args.height
+    K = rss.intrinsics(args.width, args.height, focal)
+    cameras = rss.capture_rig(args.num_views, rng, args.distance, yaw_deg=args.yaw, pitch_deg=(-15.0, 25.0))
+    environment = rss.resolve_environment(args.environment)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="render_capture_scene_"))
+    try:
+        rss.write_obj(work / "scan.obj", (vertices_mm - centre_mm) / scale @ rss.FACE_TO_BLENDER.T, uv, faces)
+        room_texture(work / "room.png", 1024, rng)
+        views = [{"c2w": rss.blender_camera_matrix(rotation, centre), "lens_mm": focal * 36.0 / args.width,
+                  "sensor_mm": 36.0, "width": args.width, "height": args.height, "seed": args.seed * 1000 + index,
+                  "environment": "train", "samples": args.samples, "output": str(work / f"view_{index:03d}.png")}
+                 for index, (rotation, centre) in enumerate(cameras)]
+        job = {"mesh": str(work / "scan.obj"), "texture": str(args.texture.resolve()),
+               "material": rss.skin_material(0.35, 0.45, 0.05, scale),
+               "environments": {"train": {"path": str(environment),
+                                          "strength": rss.environment_strength(environment, args.exposure)}},
+               "room": {"texture": str(work / "room.png"), "half_size": args.room_half_size,
+                        "strength": args.room_strength},
+               "views": views}
+        print(f"render_capture_scene: {len(views)} Cycles renders")
+        render_start = time.time()
+        rss.run_blender(args.blender, job, work)
+        render_seconds = time.time() - render_start
+        from PIL import Image
+
+        for index in range(len(views)):
+            rgb = Image.open(work / f"view_{index:03d}.png").convert("RGB")
+            rgb.save(out / "images" / f"{index:03d}.jpg", quality=args.jpeg_quality)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cameras_mm = [(rotation, centre * scale + centre_mm) for rotation, centre in cameras]
+    masks, _ = rss.face_masks(vertices_mm, faces, centre_mm, cameras_mm, K, args.width, args.height)
+    np.savez_compressed(out / "truth.npz", K=K, R_c2w=np.stack([r for r, _ in cameras_mm]),
+                        centres_mm=np.stack([c for _, c in cameras_mm]), nose_tip_mm=nose,
+                        sphere_centre_mm=centre_mm, masks=np.stack(masks))
+    info = {"generator": "scripts/render_capture_scene.py", "scan": args.scan_obj.name,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "render_seconds": round(render_seconds, 1), "total_seconds": round(time.time() - started, 1),
+            "mask_pixels": [int(m.sum()) for m in masks]}
+    (out / "scene.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"render_capture_scene: wrote {out} in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
