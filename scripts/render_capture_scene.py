@@ -7,8 +7,8 @@ true cameras, face frame and face masks kept apart as the answer key.
         --landmarks <dir>/james.ljson --output-dir tests/data/capture_james --num-views 24
 
 Reuses scripts/render_scan_scene.py (camera rig, skin material, environment light, ray-cast face masks) and its
-Blender job (scripts/blender/render_views.py with a "room": a box with a random multi-scale texture, seen by the
-camera only, so the face is lit by the environment alone). Blender runs as a subprocess; tests never need it.
+Blender job (scripts/blender/render_views.py with a "room": a box and cubes with a random multi-scale texture, seen
+by the camera only, so the face is lit by the environment alone). Blender runs as a subprocess; tests never need it.
 
 Written:
 
@@ -65,6 +65,21 @@ def room_texture(path: Path, size: int, rng: np.random.Generator) -> None:
     picture.save(path)
 
 
+def clutter(rng: np.random.Generator, count: int, half_size: float) -> list:
+    """Cubes [x, y, z, size] (Blender world) behind and beside the head (face-frame z < -1.5: never between a
+    camera of the frontal rig and the face), at depths from 1.5 units to the walls."""
+    cubes = []
+    while len(cubes) < count:
+        x, y = rng.uniform(-0.8 * half_size, 0.8 * half_size, 2)
+        z = rng.uniform(-0.8 * half_size, -1.5)
+        if abs(x) < 1.5 and abs(y) < 1.5:
+            continue
+        face = np.array([x, y, z])
+        blender = [float(face[0]), float(-face[2]), float(face[1])]  # face (x, y, z) -> Blender (x, -z, y)
+        cubes.append(blender + [float(rng.uniform(0.6, 2.5))])
+    return cubes
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scan-obj", type=Path, required=True)
@@ -81,6 +96,7 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=48)
     p.add_argument("--room-half-size", type=float, default=12.0, help="the room box, units of 100 mm")
     p.add_argument("--room-strength", type=float, default=0.8)
+    p.add_argument("--clutter", type=int, default=40, help="textured cubes behind and beside the head")
     p.add_argument("--exposure", type=float, default=0.8)
     p.add_argument("--jpeg-quality", type=int, default=92)
     p.add_argument("--seed", type=int, default=1)
@@ -122,7 +138,7 @@ def main(argv=None) -> int:
                "environments": {"train": {"path": str(environment),
                                           "strength": rss.environment_strength(environment, args.exposure)}},
                "room": {"texture": str(work / "room.png"), "half_size": args.room_half_size,
-                        "strength": args.room_strength},
+                        "strength": args.room_strength, "clutter": clutter(rng, args.clutter, args.room_half_size)},
                "views": views}
         print(f"render_capture_scene: {len(views)} Cycles renders")
         render_start = time.time()

@@ -13,7 +13,9 @@ The job (written by render_scan_scene.py, everything already in Blender's Z-up w
   scan hidden, linear EXR) are views like the others;
 - a view with "passes" also writes Cycles' light passes of that same render (same samples and seed, so they add
   up to its image) as linear 32-bit EXRs <passes>/<name>.exr, name in PASSES (RGBA for Image, RGB otherwise).
-- optional "room": {"texture": image, "half_size": float, "strength": float}: a box around the scene whose
+- optional "room": {"texture": image, "half_size": float, "strength": float, "clutter": [[x, y, z, size], ...]}:
+  a box around the scene (plus cubes at the clutter positions, Blender world, so that the background is not one
+  plane, which structure from motion cannot initialise from) whose
   inside shows the image (box-projected emission) to the camera only (it casts no light or shadow and is not
   reflected, so the scan's light is the environment's alone) and makes every view opaque: a background with
   texture for structure from motion (scripts/render_capture_scene.py).
@@ -137,9 +139,16 @@ def _add_room(room):
     links.new(texture.outputs["Color"], emission.inputs["Color"])
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     box.data.materials.append(material)
-    for flag in ("visible_diffuse", "visible_glossy", "visible_transmission", "visible_volume_scatter", "visible_shadow"):
-        setattr(box, flag, False)
-    return box
+    objects = [box]
+    for x, y, z, size in room.get("clutter", []):
+        bpy.ops.mesh.primitive_cube_add(size=size, location=(x, y, z), rotation=(0.3 * x, 0.5 * y, 0.7 * z))
+        cube = bpy.context.active_object
+        cube.data.materials.append(material)
+        objects.append(cube)
+    for item in objects:
+        for flag in ("visible_diffuse", "visible_glossy", "visible_transmission", "visible_volume_scatter", "visible_shadow"):
+            setattr(item, flag, False)
+    return objects
 
 
 def _camera(scene):
@@ -221,7 +230,8 @@ def main():
         # The probes look at the environment itself: it must not be transparent there.
         scene.render.film_transparent = not scan.hide_render and room is None
         if room is not None:
-            room.hide_render = scan.hide_render  # the probes see the environment alone
+            for item in room:
+                item.hide_render = scan.hide_render  # the probes see the environment alone
         if view.get("passes"):
             _pass_outputs(scene, view["passes"])
         else:

@@ -1,0 +1,127 @@
+"""Stage 2, cameras: COLMAP structure from motion through pycolmap (CPU), or the cameras the input came with.
+
+SIFT features (long side capped at `max_image_size`), exhaustive matching with geometric verification, COLMAP's
+incremental mapper; one SIMPLE_RADIAL camera shared by all frames of a video (or photos of one size), one per
+image otherwise. The largest reconstruction is kept; frames it does not register are dropped (and reported).
+Each registered frame is then undistorted with OpenCV to a pinhole camera with the same K and size.
+
+Pixel convention: COLMAP's principal point counts pixel centres at +0.5; the cameras returned here are OpenCV's
+(pixel centres at integers, as `world_mat` and FaceScape's K), so cx, cy are COLMAP's minus 0.5.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from neuface_ns.capture.errors import CaptureError, name_list
+from neuface_ns.capture.frames import Frames
+
+
+@dataclass
+class Cameras:
+    K: Dict[str, np.ndarray]  # frame name -> 3x3 OpenCV intrinsics (pinhole, after undistortion)
+    R: Dict[str, np.ndarray]  # world -> camera rotation
+    t: Dict[str, np.ndarray]
+    dropped: Dict[str, str] = field(default_factory=dict)  # frame name -> why
+    reprojection_error_px: float = float("nan")
+    num_points: int = 0
+    source: str = "colmap"
+
+    def centre(self, name: str) -> np.ndarray:
+        return -self.R[name].T @ self.t[name]
+
+    def projection(self, name: str) -> np.ndarray:
+        return self.K[name] @ np.concatenate([self.R[name], self.t[name][:, None]], axis=1)
+
+    @property
+    def names(self) -> List[str]:
+        return sorted(self.K)
+
+
+def given_cameras(frames: Frames) -> Cameras:
+    """The cameras that came with a nerfstudio dataset (already undistorted by frames.py)."""
+    cams = Cameras({}, {}, {}, source="transforms.json")
+    for frame in frames.frames:
+        cams.K[frame.name], cams.R[frame.name], cams.t[frame.name] = frame.camera["K"], frame.camera["R"], frame.camera["t"]
+    return cams
+
+
+def _cam_from_world(image):
+    pose = image.cam_from_world
+    return pose() if callable(pose) else pose
+
+
+def run_sfm(frames: Frames, work: Path, max_image_size: int = 1600, num_threads: int = 2,
+            min_registered: int = 8, seed: int = 0) -> Cameras:
+    import cv2
+    import pycolmap
+
+    database = work / "colmap" / "database.db"
+    sparse = work / "colmap" / "sparse"
+    if database.parent.exists():
+        shutil.rmtree(database.parent)
+    sparse.mkdir(parents=True)
+    image_dir = frames.frames[0].path.parent
+    names = [f.path.name for f in frames.frames]
+
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = num_threads
+    extraction.max_image_size = max_image_size
+    extraction.use_gpu = False
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "SIMPLE_RADIAL"
+    mode = pycolmap.CameraMode.SINGLE if frames.shared_intrinsics else pycolmap.CameraMode.PER_IMAGE
+    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = num_threads
+    matching.use_gpu = False
+    pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = num_threads
+    options.random_seed = seed
+    options.multiple_models = False
+    reconstructions = pycolmap.incremental_mapping(database, image_dir, sparse, options=options)
+    if not reconstructions:
+        raise CaptureError(image_dir, f"structure from motion registered no views of {len(names)}: move around the face "
+                                      "more slowly with more overlap, keep a textured background in view, avoid blur")
+    rec = max(reconstructions.values(), key=lambda r: r.num_reg_images())
+    by_name = {image.name: image for image in rec.images.values() if image.has_pose}
+    registered = [f for f in frames.frames if f.path.name in by_name]
+    if len(registered) < min_registered:
+        missing = [f.source for f in frames.frames if f.path.name not in by_name]
+        raise CaptureError(image_dir, f"structure from motion registered only {len(registered)} of {len(names)} views "
+                                      f"(not: {name_list(missing)}); at least {min_registered} are needed: add overlapping "
+                                      "views, keep a textured background in view, avoid blur and moving backgrounds")
+    cams = Cameras({}, {}, {})
+    for frame in frames.frames:
+        if frame.path.name not in by_name:
+            cams.dropped[frame.name] = "not registered by structure from motion"
+            continue
+        image = by_name[frame.path.name]
+        camera = rec.cameras[image.camera_id]
+        pose = _cam_from_world(image)
+        matrix = np.asarray(pose.matrix(), dtype=np.float64)
+        f, cx, cy = camera.params[:3]
+        k = camera.params[3] if len(camera.params) > 3 else 0.0
+        K = np.array([[f, 0.0, cx - 0.5], [0.0, f, cy - 0.5], [0.0, 0.0, 1.0]])
+        if k != 0.0:  # SIMPLE_RADIAL: x_d = x (1 + k r^2); OpenCV's (k1, k2, p1, p2) = (k, 0, 0, 0)
+            rgb = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
+            cv2.imwrite(str(frame.path), cv2.undistort(rgb, K, np.array([k, 0.0, 0.0, 0.0])))
+        cams.K[frame.name], cams.R[frame.name], cams.t[frame.name] = K, matrix[:, :3], matrix[:, 3]
+    errors = [p.error for p in rec.points3D.values()]
+    cams.reprojection_error_px = float(np.mean(errors)) if errors else float("nan")
+    cams.num_points = len(errors)
+    return cams
+
+
+def timed(function, *args, **kwargs):
+    start = time.time()
+    result = function(*args, **kwargs)
+    return result, time.time() - start

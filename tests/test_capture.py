@@ -1,0 +1,207 @@
+"""neuface-process-data (neuface_ns/capture): the stages on synthetic cases with known answers, bad input, and
+the whole pipeline on a small Cycles-rendered capture (tests/data/capture_james: 24 views of the menpo3d
+"james" scan in a textured room, rendered by scripts/render_capture_scene.py) given without its cameras,
+checked against the true cameras, nose tip and face masks kept in its truth.npz."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuface_ns.capture.errors import CaptureError
+
+DATA = Path(__file__).parent / "data" / "capture_james"
+
+
+def _random_rotation(rng):
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _look_at(centre, target=np.zeros(3)):
+    forward = (target - centre) / np.linalg.norm(target - centre)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    R_c2w = np.stack([right, down, forward], 1)
+    return R_c2w.T, -R_c2w.T @ centre
+
+
+# ---------------------------------------------------------------------------------------------- pure stages
+
+
+def test_umeyama_recovers_a_known_similarity():
+    from neuface_ns.capture.evaluate import umeyama
+
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(20, 3))
+    R = _random_rotation(rng)
+    target = 2.5 * source @ R.T + np.array([1.0, -2.0, 3.0])
+    s, R_est, t_est = umeyama(source, target)
+    assert s == pytest.approx(2.5, rel=1e-9)
+    assert np.allclose(R_est, R, atol=1e-9) and np.allclose(t_est, [1.0, -2.0, 3.0], atol=1e-9)
+
+
+def test_triangulation_survives_a_wrong_view():
+    from neuface_ns.capture.landmarks import Detection, project, triangulate
+
+    rng = np.random.default_rng(1)
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    points = rng.uniform(-0.5, 0.5, (30, 3))
+    projections = {}
+    for k, yaw in enumerate(np.linspace(-0.8, 0.8, 7)):
+        R, t = _look_at(5.0 * np.array([math.sin(yaw), 0.1 * k - 0.3, math.cos(yaw)]))
+        projections[f"{k:03d}"] = K @ np.concatenate([R, t[:, None]], 1)
+    detections = {}
+    for name, P in projections.items():
+        uv, _ = project(P[None], points)
+        uv = uv[:, 0] + rng.normal(0.0, 0.3, (30, 2))
+        if name == "003":
+            uv[:15] += 40.0  # a detector's confident mistake in one view
+        detections[name] = Detection(uv, 100.0)
+    result = triangulate(projections, detections, threshold_px=2.0)
+    assert np.abs(result.points - points).max() < 0.01  # 1 % of the 1-unit object
+    assert not result.inliers[:15, 3].any() and result.inliers[15:, 3].all()
+
+
+def test_face_frame_axes_origin_and_scale():
+    from neuface_ns.capture.face_frame import face_frame
+    from neuface_ns.capture.landmarks import IRIS_CENTRES, MOUTH_CORNERS, NOSE_TIP
+
+    # a face in mm in its own frame (x to the subject's left, y up, z out of the face), then moved anywhere
+    face_mm = np.zeros((478, 3))
+    face_mm[IRIS_CENTRES[0]] = [-31.0, 35.0, 10.0]  # the subject's right eye
+    face_mm[IRIS_CENTRES[1]] = [31.0, 35.0, 10.0]
+    face_mm[MOUTH_CORNERS[0]], face_mm[MOUTH_CORNERS[1]] = [-25.0, -30.0, 10.0], [25.0, -30.0, 10.0]
+    face_mm[NOSE_TIP] = [0.0, 0.0, 40.0]
+    rng = np.random.default_rng(2)
+    R = _random_rotation(rng)
+    to_world = lambda p: (p @ R.T) * 0.01 + np.array([3.0, 1.0, -2.0])  # noqa: E731  (world: 1 unit = 100 mm)
+    cameras = to_world(np.array([[0.0, 0.0, 500.0], [200.0, 0.0, 450.0]]))
+    frame = face_frame(to_world(face_mm), cameras, interpupillary_mm=62.0)
+    assert np.allclose(frame.rotation, R, atol=1e-9)  # same axes, x to the subject's left, z towards the cameras
+    assert frame.mm_per_world == pytest.approx(100.0)
+    assert np.allclose(frame.world_to_mm(to_world(face_mm))[NOSE_TIP], [0.0, 0.0, 40.0], atol=1e-9)
+    # baseline scale: two cameras 206.2 mm apart in the face's millimetres
+    baseline = (cameras[0], cameras[1], float(np.linalg.norm([200.0, 0.0, -50.0])))
+    assert face_frame(to_world(face_mm), cameras, baseline=baseline).mm_per_world == pytest.approx(100.0)
+
+
+def test_photos_are_turned_by_their_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from neuface_ns.capture.frames import read_upright
+
+    image = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    image.save(tmp_path / "portrait.jpg", exif=exif)
+    assert read_upright(tmp_path / "portrait.jpg").shape == (40, 20, 3)
+
+
+def test_video_frames_are_even_and_the_blurry_ones_lose(tmp_path):
+    import cv2
+
+    from neuface_ns.capture.frames import from_video
+
+    rng = np.random.default_rng(3)
+    sharp = (rng.uniform(0, 255, (120, 160, 3))).astype(np.uint8)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    blurry = set(range(0, 60, 2))  # every other frame is motion-blurred
+    for k in range(60):
+        frame = np.roll(sharp, k, axis=1)
+        writer.write(cv2.GaussianBlur(frame, (0, 0), 4) if k in blurry else frame)
+    writer.release()
+    result = from_video(tmp_path / "clip.avi", tmp_path / "work", num_frames=10)
+    numbers = [int(f.source.split("#")[1]) for f in result.frames]
+    assert len(numbers) == 10 and not set(numbers) & blurry
+    assert all(6 * k <= n < 6 * (k + 1) for k, n in enumerate(numbers))  # one per sixth of the video
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _process(input_path: Path, out: Path, **kwargs):
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("pycolmap")
+    from neuface_ns.capture.cli import ProcessData, process
+
+    return process(ProcessData(input=input_path, output_dir=out, **kwargs))
+
+
+def test_too_few_images_is_one_line(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((60, 80, 3), 40 * k, np.uint8)).save(photos / f"p{k}.jpg")
+    before = _digest(photos)
+    with pytest.raises(CaptureError) as error:
+        _process(photos, tmp_path / "scene")
+    message = str(error.value)
+    assert "\n" not in message and "only 3 usable images" in message and "p0.jpg" in message
+    assert _digest(photos) == before
+
+
+def test_no_face_is_one_line_naming_the_images(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(4)
+    for k in range(8):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(photos / f"wall{k}.png")
+    before = _digest(photos)
+    with pytest.raises(CaptureError) as error:
+        _process(photos, tmp_path / "scene")
+    message = str(error.value)
+    assert "\n" not in message and "no face found in 8 of 8 images" in message and "wall0.png" in message
+    assert _digest(photos) == before
+
+
+def test_existing_output_and_missing_input_are_one_line(tmp_path):
+    with pytest.raises(CaptureError, match="input not found"):
+        _process(tmp_path / "nothing", tmp_path / "scene")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "scene").mkdir()
+    (tmp_path / "scene" / "keep.txt").write_text("mine")
+    with pytest.raises(CaptureError, match="not empty"):
+        _process(tmp_path / "photos", tmp_path / "scene")
+    assert (tmp_path / "scene" / "keep.txt").read_text() == "mine"
+
+
+def test_a_face_too_small_is_one_line(tmp_path):
+    from PIL import Image
+
+    if not DATA.is_dir():
+        pytest.skip("tests/data/capture_james missing")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k, path in enumerate(sorted((DATA / "images").glob("*.jpg"))[:8]):
+        small = Image.open(path).resize((80, 60))  # the face spans a few pixels of a 4x larger frame
+        canvas = Image.new("RGB", (1280, 960), (90, 90, 90))
+        canvas.paste(small.resize((160, 120)), (560, 420))
+        canvas.save(photos / f"far{k}.jpg")
+    with pytest.raises(CaptureError) as error:
+        _process(photos, tmp_path / "scene")
+    message = str(error.value)
+    assert "\n" not in message and ("too small" in message or "no face found" in message) and "far0.jpg" in message
