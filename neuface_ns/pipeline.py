@@ -13,7 +13,7 @@ Why the multi-process run is consistent (`world_size > 1`):
 
 - Everything NeuFace learns is a parameter of the wrapped model and is only changed by the optimisers from
   gradients of one ``loss.backward()``: the per-image calibration latents and their MLP, the SH light, the density
-  beta, the SDF / residual / appearance / integrated-basis networks and the face prior's latents. DDP broadcasts
+  beta (volume rendering), the SDF / residual / appearance / integrated-basis networks and the face prior's latents. DDP broadcasts
   rank 0's parameters and buffers when it wraps the model (each rank was seeded with ``seed + rank`` and so
   initialised differently) and averages the gradients in backward, so every rank takes the same optimiser step.
   The calibration's max-norm is applied in forward, not written into the parameter; the mask-loss alpha is a
@@ -22,10 +22,14 @@ Why the multi-process run is consistent (`world_size > 1`):
   forward. It differentiates with respect to the sample points only, so no parameter's gradient accumulator runs
   (and no DDP hook fires) in forward; the parameters' gradients, including the double-backward terms, arrive in
   the single ``backward``, where each accumulator runs once.
-- ``find_unused_parameters=True`` (as nerfstudio) is required: nerfstudio's ``Model.device_indicator_param`` and,
-  in the surface-rendering presets, the density beta get no gradient. The model's outputs reach every parameter
-  that the loss uses (the face prior's latents are inputs of its decoder, so the latent loss in
-  ``get_loss_dict`` adds to a parameter already in the forward graph), so nothing is reported ready twice.
+- No ``find_unused_parameters`` (nerfstudio passes True): every parameter that requires a gradient gets one at
+  every step. The density beta belongs to the volume-rendering model only (models/volume.py), and nerfstudio's
+  ``Model.device_indicator_param``, which no loss reaches, is marked ``requires_grad=False`` (models/base.py), so
+  DDP does not wait for it. Without the search for unused parameters DDP does not walk the autograd graph after
+  every forward. The model's outputs reach every parameter that the loss uses (the face prior's latents are inputs
+  of its decoder, so the latent loss in ``get_loss_dict`` adds to a parameter already in the forward graph), so
+  nothing is reported ready twice; a batch in which no ray hits the surface still reaches the appearance networks
+  (with empty inputs, zero gradients).
 - Only ``loss.backward()`` synchronises. The eval, viewer and export code call the unwrapped ``pipeline.model``,
   so rank 0 alone can evaluate or extract the mesh without a collective that the other ranks would have to join.
 - Each rank draws different rays: nerfstudio's ``train_loop`` seeds python / numpy / torch with
@@ -97,10 +101,8 @@ class NeuFacePipeline(VanillaPipeline):
                 DDP(
                     self._model,
                     device_ids=device_ids,
-                    # Required: nerfstudio's Model.device_indicator_param never gets a gradient, nor does the
-                    # density beta in surface rendering (without it DDP stops at the second step: "Expected to
-                    # have finished reduction in the prior iteration").
-                    find_unused_parameters=True,
+                    # Every parameter that requires a gradient gets one (module docstring): no unused parameters.
+                    find_unused_parameters=False,
                     # The buffers are constants (SH tables, frequency scales, the prior's centre), identical on
                     # every rank and synchronised once when wrapping: no per-step broadcast.
                     broadcast_buffers=False,

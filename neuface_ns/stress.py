@@ -39,14 +39,23 @@ class StressResult:
 
 def set_config_fields(config, overrides: Dict[str, object]) -> None:
     """Set dotted-path fields of a trainer config ("pipeline.model.num_samples": 16); the benchmark and the stress
-    test share it. Raises AttributeError naming the missing part."""
+    test share it. Raises AttributeError naming the missing part.
+
+    "pipeline.model.render_mode": "volume" / "surface" replaces the model config by the other renderer's class
+    with the same shared settings (neuface_ns.models.with_render_mode); later overrides then apply to it."""
+    from neuface_ns.models import NeuFaceBaseModelConfig, with_render_mode
+
     for path, value in overrides.items():
         *parents, leaf = path.split(".")
-        owner = config
+        owner, holder = config, None
         for name in parents:  # dataclass fields, or dictionary keys (the optimisers: "optimizers.fields.scheduler")
+            holder = owner
             owner = owner.get(name) if isinstance(owner, dict) else getattr(owner, name, None)
             if owner is None:
                 raise AttributeError(f"the config has no {name!r}")
+        if leaf == "render_mode" and isinstance(owner, NeuFaceBaseModelConfig) and holder is not None:
+            setattr(holder, parents[-1], with_render_mode(owner, value))
+            continue
         if isinstance(owner, dict):
             if leaf not in owner:
                 raise AttributeError(f"the config has no {leaf!r}")

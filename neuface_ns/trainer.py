@@ -17,7 +17,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Type
+from typing import Callable, Dict, List, Optional, Type
 
 import torch
 import torch.distributed as dist
@@ -45,6 +45,29 @@ class NeuFaceTrainerConfig(TrainerConfig):
     max_consecutive_bad_steps: int = 20
     """A step whose loss or gradient is not finite is skipped; this many in a row stop training (after saving
     the last good state). 1 stops at the first one."""
+
+
+class NeuFaceOptimizers(Optimizers):
+    """nerfstudio's Optimizers whose `load_optimizers` (resume) first passes each saved group state through the
+    model's `upgrade_optimizer_state(group, state, num_params)`: runs saved before the volume / surface model split
+    resume (models/surface.py)."""
+
+    def __init__(
+        self,
+        config: Dict,
+        param_groups: Dict[str, List[torch.nn.Parameter]],
+        upgrade: Optional[Callable[[str, Dict, int], Dict]] = None,
+    ) -> None:
+        super().__init__(config, param_groups)
+        self.upgrade = upgrade
+
+    def load_optimizers(self, loaded_state: Dict) -> None:
+        if self.upgrade is not None:
+            loaded_state = {
+                name: self.upgrade(name, state, len(self.parameters[name])) if name in self.parameters else state
+                for name, state in loaded_state.items()
+            }
+        super().load_optimizers(loaded_state)
 
 
 def schedule_iterations(config: TrainerConfig, train_images: int) -> int:
@@ -75,7 +98,12 @@ class NeuFaceTrainer(Trainer):
                 f"{self.config.epochs} epochs x {images} training images = {total} iterations"
                 + ("" if cap is None or cap >= total else f"; stopping at --max-num-iterations {cap}")
             )
-        return super().setup_optimizers()
+        # nerfstudio's Trainer.setup_optimizers, with the optimiser states of older runs upgraded on resume.
+        return NeuFaceOptimizers(
+            self.config.optimizers.copy(),
+            self.pipeline.get_param_groups(),
+            getattr(self.pipeline.model, "upgrade_optimizer_state", None),
+        )
 
     def _explicit_iteration_cap(self) -> Optional[int]:
         """--max-num-iterations when the user changed it from the preset's value, else None. The epoch presets

@@ -1,7 +1,7 @@
 """The "NeuFace lighting" panel of nerfstudio's viewer: widgets that produce `RelightSettings`.
 
 `LightingControls` is a parameter-free `nn.Module` that the model registers under the name
-``"NeuFace lighting"`` (see `NeuFaceModel.populate_modules`). nerfstudio's viewer collects every public
+``"NeuFace lighting"`` (see `NeuFaceBaseModel.populate_modules`, models/base.py). nerfstudio's viewer collects every public
 `ViewerElement` attribute of modules under the pipeline and shows it in the Control tab under
 "Custom Elements" / "model" / "NeuFace lighting" (the attribute path; public attributes are installed in
 alphabetical order, hence the numbered names). A change of any control re-renders the view (the viewer

@@ -328,7 +328,7 @@ def realistic_data(method: str, scene: Path) -> Tuple[Path, List[str]]:
 
 
 def run(method: str, args, overrides: List[str] = (), label: Optional[str] = None) -> Dict[str, float]:
-    from neuface_ns import model as model_module
+    from neuface_ns.models import base as model_module  # where the model calls sphere_trace
     from neuface_ns.trainer import schedule_iterations
 
     device = torch.device(args.device if args.device else ("cuda" if torch.cuda.is_available() else "cpu"))

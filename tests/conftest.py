@@ -36,18 +36,18 @@ def small_field_config() -> Callable[..., NeuFaceFieldConfig]:
 
 @pytest.fixture
 def make_model():
-    """Factory: a NeuFaceModel with tiny networks, seeded, on the CPU."""
+    """Factory: a NeuFace model of `render_mode` ("volume" / "surface") with tiny networks, seeded, on the CPU."""
     from nerfstudio.data.scene_box import SceneBox
 
-    from neuface_ns.model import NeuFaceModelConfig
+    from neuface_ns.models import MODEL_CONFIGS
 
     def build(render_mode: str = "volume", num_train_data: int = 4, residual: bool = False, seed: int = 0, **overrides):
         torch.manual_seed(seed)
-        config = NeuFaceModelConfig(
-            render_mode=render_mode,
-            sdf_field=_small_field_config(residual=residual, specular_channels=1 if render_mode == "volume" else 3),
+        volume = render_mode == "volume"
+        config = MODEL_CONFIGS[render_mode](
+            sdf_field=_small_field_config(residual=residual, specular_channels=1 if volume else 3),
             dense_steps=24,
-            num_samples=16,
+            **({"num_samples": 16} if volume else {}),
             **overrides,
         )
         scene_box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))

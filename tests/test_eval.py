@@ -126,10 +126,9 @@ def test_model_image_metrics_report_the_protocol(hub_dir):
     from neuface_ns.fields.appearance import SpatialAppearanceConfig
     from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
     from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.model import NeuFaceModelConfig
+    from neuface_ns.models import NeuFaceSurfaceModelConfig
 
-    config = NeuFaceModelConfig(
-        render_mode="surface",
+    config = NeuFaceSurfaceModelConfig(
         sh_order=2,
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
@@ -243,10 +242,9 @@ def _tiny_surface_model(**overrides):
     from neuface_ns.fields.appearance import SpatialAppearanceConfig
     from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
     from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.model import NeuFaceModelConfig
+    from neuface_ns.models import NeuFaceSurfaceModelConfig
 
-    config = NeuFaceModelConfig(
-        render_mode="surface",
+    config = NeuFaceSurfaceModelConfig(
         sh_order=2,
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),

@@ -125,11 +125,10 @@ def small_model(render_mode="surface"):
     from neuface_ns.fields.appearance import SpatialAppearanceConfig
     from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
     from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.model import NeuFaceModelConfig
+    from neuface_ns.models import MODEL_CONFIGS
 
     torch.manual_seed(0)
-    config = NeuFaceModelConfig(
-        render_mode=render_mode,
+    config = MODEL_CONFIGS[render_mode](
         sh_order=2,
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),

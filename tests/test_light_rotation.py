@@ -35,7 +35,7 @@ from neuface_ns.lighting.sh import (
     rotation_matrix,
     sh_rotation_matrix,
 )
-from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.models import NeuFaceSurfaceModelConfig
 from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
 
 _spec = importlib.util.spec_from_file_location(
@@ -178,8 +178,7 @@ def test_light_files_are_padded_and_validated(tmp_path):
 
 # --------------------------------------------------------------------------- controls and the model hook
 def _tiny_model():
-    config = NeuFaceModelConfig(
-        render_mode="surface",
+    config = NeuFaceSurfaceModelConfig(
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
             residual=None,

@@ -20,13 +20,12 @@ from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
 from neuface_ns.fields.appearance import SpatialAppearanceConfig, TriplaneAppearanceConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.models.surface import NeuFaceSurfaceModelConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 
 def paper() -> NeuFaceTrainerConfig:
-    model = NeuFaceModelConfig(
-        render_mode="surface",
+    model = NeuFaceSurfaceModelConfig(
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=512, num_layers=8, skip_layers=(4,), num_frequencies=6),
             residual=None,
@@ -54,8 +53,7 @@ def paper() -> NeuFaceTrainerConfig:
 
 def cpu_default() -> NeuFaceTrainerConfig:
     iterations = 3000
-    model = NeuFaceModelConfig(
-        render_mode="surface",
+    model = NeuFaceSurfaceModelConfig(
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6),
             residual=None,

@@ -36,7 +36,7 @@ from neuface_ns.fields.appearance import SpatialAppearanceConfig
 from neuface_ns.fields.face_prior import FaceIDRSDFNetworkConfig
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.fields.sdf import ResidualSDFConfig
-from neuface_ns.model import NeuFaceModelConfig
+from neuface_ns.models.volume import NeuFaceVolumeModelConfig
 from neuface_ns.trainer import NeuFaceTrainerConfig
 
 PAPER_EPOCHS = 3000
@@ -62,8 +62,7 @@ def facescape_datamanager(
 
 
 def paper() -> NeuFaceTrainerConfig:
-    model = NeuFaceModelConfig(
-        render_mode="volume",
+    model = NeuFaceVolumeModelConfig(
         sdf_field=NeuFaceFieldConfig(
             sdf_network=FaceIDRSDFNetworkConfig(
                 hidden_dim=512, num_layers=8, skip_layers=(4,), num_frequencies=6, param_group="prior"
@@ -86,7 +85,6 @@ def paper() -> NeuFaceTrainerConfig:
         specular_energy_loss_mult=0.008,
         residual_loss_mult=0.001,
         latent_loss_mult=1000.0,
-        mask_loss_mult=0.0,  # surface mode only; volume rendering of missing rays replaces it
         eval_num_rays_per_chunk=2048,
     )
     return trainer_config(
@@ -107,8 +105,7 @@ def paper() -> NeuFaceTrainerConfig:
 
 def cpu_default() -> NeuFaceTrainerConfig:
     iterations = 2000
-    model = NeuFaceModelConfig(
-        render_mode="volume",
+    model = NeuFaceVolumeModelConfig(
         sdf_field=NeuFaceFieldConfig(
             sdf_network=FaceIDRSDFNetworkConfig(
                 hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6, param_group="prior"
@@ -122,7 +119,6 @@ def cpu_default() -> NeuFaceTrainerConfig:
         ),
         dense_steps=48,
         num_samples=8,
-        mask_loss_mult=0.0,
         eval_num_rays_per_chunk=4096,
     )
     return trainer_config(
