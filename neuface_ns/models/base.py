@@ -71,6 +71,11 @@ class NeuFaceBaseModelConfig(ModelConfig):
     specular_energy_loss_mult: float = 0.008
     residual_loss_mult: float = 0.001
     latent_loss_mult: float = 1000.0
+    albedo_smoothness_loss_mult: float = 0.0
+    """Not in the paper (0 = off): mean |albedo(x) - albedo(x + delta)| at the shaded points (losses.py): with one
+    training light a free albedo can hold the shading; this makes the light explain it."""
+    albedo_smoothness_radius: float = 0.02
+    """Standard deviation of the random offset delta (world units; 0.02 = 2 mm in the face frame)."""
     eval_num_rays_per_chunk: int = 2048
     eval_ssim: Literal["masked-image", "pixel-list"] = "masked-image"
     """ssim_masked on the masked images (the project's protocol) or over the list of mask pixels (NeuFace's
@@ -290,7 +295,15 @@ class NeuFaceBaseModel(Model):
         settings = None
         if not self.training:
             settings = active_override() or self.lighting_controls.settings()
-        return shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
+        shaded = shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
+        if self.training and self.config.albedo_smoothness_loss_mult > 0:
+            # The albedo at the points and a random small step away, [P, 6]; the points are detached so that the
+            # prior shapes the albedo only, never the geometry.
+            fixed = points.detach()
+            offset = self.config.albedo_smoothness_radius * torch.randn_like(fixed)
+            pairs = self.field.material(torch.cat([fixed, fixed + offset]))["albedo"]
+            shaded["albedo_pairs"] = torch.cat(pairs.chunk(2), dim=-1)
+        return shaded
 
     def _calibrated_display(self, outputs: Dict[str, torch.Tensor], matrices: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The per-ray renderer outputs through the per-image colour calibration A (docs/method.md section 3).
@@ -336,6 +349,11 @@ class NeuFaceBaseModel(Model):
         latents = list(self.field.sdf_network.latent_parameters().values())
         if cfg.latent_loss_mult > 0 and latents:
             loss_dict["latent_loss"] = cfg.latent_loss_mult * losses.latent_loss(latents)
+        if cfg.albedo_smoothness_loss_mult > 0 and "albedo_pairs" in outputs:
+            albedo, neighbour, weights = outputs["albedo_pairs"].split((3, 3, 1), dim=-1)
+            loss_dict["albedo_smoothness_loss"] = cfg.albedo_smoothness_loss_mult * losses.albedo_smoothness_loss(
+                albedo, neighbour, weights
+            )
         return loss_dict
 
     def get_image_metrics_and_images(

@@ -110,6 +110,9 @@ class NeuFaceSurfaceModel(NeuFaceBaseModel):
             _, gradient_uniform, _ = self.field.sdf_and_gradient(uniform, create_graph=True)
             outputs["eikonal_gradients"] = torch.cat([gradient0, gradient_uniform], dim=0)
             outputs["light_values"] = torch.cat([shaded["light_integral"], shaded["irradiance"]], dim=0)
+            if "albedo_pairs" in shaded:  # the albedo-smoothness loss's inputs, per shaded point
+                weight = torch.ones_like(shaded["albedo"][:, :1])
+                outputs["albedo_pairs"] = torch.cat([shaded["albedo_pairs"], weight], dim=-1)
             if residual is not None:
                 outputs["residual_sdf"] = residual
             outputs["min_sdf"] = self._min_sdf(rays, hits, sdf0)

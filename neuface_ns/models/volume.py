@@ -111,6 +111,9 @@ class NeuFaceVolumeModel(NeuFaceBaseModel):
         if self.training:
             outputs["eikonal_gradients"] = gradient
             outputs["light_values"] = torch.cat([shaded["light_integral"], shaded["irradiance"]], dim=0)
+            if "albedo_pairs" in shaded:  # the albedo-smoothness loss's inputs, per shaded point
+                weight = sample_weight.detach()  # near-surface samples count, empty space does not
+                outputs["albedo_pairs"] = torch.cat([shaded["albedo_pairs"], weight], dim=-1)
             if residual is not None:
                 outputs["residual_sdf"] = residual
         return outputs
