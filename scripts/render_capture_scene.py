@@ -7,8 +7,8 @@ true cameras, face frame and face masks kept apart as the answer key.
         --landmarks <dir>/james.ljson --output-dir tests/data/capture_james --num-views 24
 
 Reuses scripts/render_scan_scene.py (camera rig, skin material, environment light, ray-cast face masks) and its
-Blender job (scripts/blender/render_views.py with a "room": a box and cubes with a random multi-scale texture, seen
-by the camera only, so the face is lit by the environment alone). Blender runs as a subprocess; tests never need it.
+Blender job (scripts/blender/render_views.py with a "room": a box and cubes with random-coloured 3D Voronoi cells,
+seen by the camera only, so the face is lit by the environment alone). Blender runs as a subprocess; tests never need it.
 
 Written:
 
@@ -40,29 +40,6 @@ def _scan_scene_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def room_texture(path: Path, size: int, rng: np.random.Generator) -> None:
-    """A random texture with structure at every scale (coloured value noise at octaves 4 ... 256 plus random
-    discs and bars), like a cluttered room: corners for the feature detector at any distance."""
-    from PIL import Image, ImageDraw
-
-    image = np.zeros((size, size, 3))
-    for cells, weight in ((4, 0.35), (16, 0.25), (64, 0.2), (256, 0.2)):
-        coarse = rng.uniform(0.0, 1.0, (cells, cells, 3))
-        up = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)) / 255.0
-        image += weight * up
-    picture = Image.fromarray(np.clip(image * 255, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(picture)
-    for _ in range(400):
-        x, y = rng.uniform(0, size, 2)
-        r = rng.uniform(4, 40)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        if rng.uniform() < 0.5:
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-        else:
-            draw.rectangle([x - r, y - r / 3, x + r, y + r / 3], fill=colour)
-    picture.save(path)
 
 
 def clutter(rng: np.random.Generator, count: int, half_size: float) -> list:
@@ -128,7 +105,6 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="render_capture_scene_"))
     try:
         rss.write_obj(work / "scan.obj", (vertices_mm - centre_mm) / scale @ rss.FACE_TO_BLENDER.T, uv, faces)
-        room_texture(work / "room.png", 1024, rng)
         views = [{"c2w": rss.blender_camera_matrix(rotation, centre), "lens_mm": focal * 36.0 / args.width,
                   "sensor_mm": 36.0, "width": args.width, "height": args.height, "seed": args.seed * 1000 + index,
                   "environment": "train", "samples": args.samples, "output": str(work / f"view_{index:03d}.png")}
@@ -137,7 +113,7 @@ def main(argv=None) -> int:
                "material": rss.skin_material(0.35, 0.45, 0.05, scale),
                "environments": {"train": {"path": str(environment),
                                           "strength": rss.environment_strength(environment, args.exposure)}},
-               "room": {"texture": str(work / "room.png"), "half_size": args.room_half_size,
+               "room": {"half_size": args.room_half_size,
                         "strength": args.room_strength, "clutter": clutter(rng, args.clutter, args.room_half_size)},
                "views": views}
         print(f"render_capture_scene: {len(views)} Cycles renders")

@@ -75,14 +75,14 @@ def test_triangulation_survives_a_wrong_view():
 
 def test_face_frame_axes_origin_and_scale():
     from neuface_ns.capture.face_frame import face_frame
-    from neuface_ns.capture.landmarks import IRIS_CENTRES, MOUTH_CORNERS, NOSE_TIP
+    from neuface_ns.capture.landmarks import IRIS_CENTRES, MOUTH_CORNERS, NOSE_TIP_PAIR
 
     # a face in mm in its own frame (x to the subject's left, y up, z out of the face), then moved anywhere
     face_mm = np.zeros((478, 3))
     face_mm[IRIS_CENTRES[0]] = [-31.0, 35.0, 10.0]  # the subject's right eye
     face_mm[IRIS_CENTRES[1]] = [31.0, 35.0, 10.0]
     face_mm[MOUTH_CORNERS[0]], face_mm[MOUTH_CORNERS[1]] = [-25.0, -30.0, 10.0], [25.0, -30.0, 10.0]
-    face_mm[NOSE_TIP] = [0.0, 0.0, 40.0]
+    face_mm[NOSE_TIP_PAIR[0]], face_mm[NOSE_TIP_PAIR[1]] = [0.0, -3.0, 40.0], [0.0, 3.0, 40.0]  # tip between
     rng = np.random.default_rng(2)
     R = _random_rotation(rng)
     to_world = lambda p: (p @ R.T) * 0.01 + np.array([3.0, 1.0, -2.0])  # noqa: E731  (world: 1 unit = 100 mm)
@@ -90,7 +90,8 @@ def test_face_frame_axes_origin_and_scale():
     frame = face_frame(to_world(face_mm), cameras, interpupillary_mm=62.0)
     assert np.allclose(frame.rotation, R, atol=1e-9)  # same axes, x to the subject's left, z towards the cameras
     assert frame.mm_per_world == pytest.approx(100.0)
-    assert np.allclose(frame.world_to_mm(to_world(face_mm))[NOSE_TIP], [0.0, 0.0, 40.0], atol=1e-9)
+    assert np.allclose(frame.world_to_mm(frame.nose_tip[None])[0], [0.0, 0.0, 40.0], atol=1e-9)
+    assert np.allclose(frame.world_to_mm(frame.origin[None])[0], 0.0, atol=1e-9)
     # baseline scale: two cameras 206.2 mm apart in the face's millimetres
     baseline = (cameras[0], cameras[1], float(np.linalg.norm([200.0, 0.0, -50.0])))
     assert face_frame(to_world(face_mm), cameras, baseline=baseline).mm_per_world == pytest.approx(100.0)
@@ -205,3 +206,82 @@ def test_a_face_too_small_is_one_line(tmp_path):
         _process(photos, tmp_path / "scene")
     message = str(error.value)
     assert "\n" not in message and ("too small" in message or "no face found" in message) and "far0.jpg" in message
+
+
+# ---------------------------------------------------------------------------------------------- the rendered capture
+
+
+@pytest.fixture(scope="module")
+def processed_capture(tmp_path_factory):
+    """The 24 rendered photos, without their cameras, through the whole pipeline (SfM included; ~1 min)."""
+    if not DATA.is_dir():
+        pytest.skip("tests/data/capture_james missing")
+    out = tmp_path_factory.mktemp("capture") / "scene"
+    before = _digest(DATA / "images")
+    report = _process(DATA / "images", out)
+    assert _digest(DATA / "images") == before  # the input is only read
+    return out, report
+
+
+def test_capture_cameras_nose_and_masks_match_the_truth(processed_capture):
+    from neuface_ns.capture.evaluate import evaluate
+
+    out, report = processed_capture
+    result = evaluate(out, DATA / "truth.npz")
+    assert result["views_registered"] == result["views_total"] == 24
+    assert result["rotation_error_deg"]["max"] <= 1.0
+    assert result["centre_error_fraction"]["max"] <= 0.01
+    assert result["nose_tip_error_mm"] <= 3.0
+    assert result["mask_iou"]["mean"] >= 0.9
+    assert report["cameras"]["sfm_reprojection_error_px"] < 1.5
+    assert report["landmarks"]["triangulation_error_px"]["median"] < report["landmarks"]["threshold_px"]
+
+
+def test_capture_scene_is_what_the_dataparsers_read(processed_capture):
+    from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
+    from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
+
+    out, report = processed_capture
+    assert (out / "contact_sheet.png").is_file() and json.loads((out / "capture_report.json").read_text())["num_kept"] == 24
+    assert "ns-train neuface-facescape --data" in report["train_command"]
+    parser = NeuFaceFaceScapeDataParserConfig(data=out, downscale_factor=1).setup()
+    train, test = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("test")
+    assert len(train.image_filenames) + len(test.image_filenames) == 24 and len(test.image_filenames) == 3
+    # every camera is outside the unit face sphere and looks at it
+    centres = train.cameras.camera_to_worlds[:, :, 3].numpy()
+    forward = -train.cameras.camera_to_worlds[:, :, 2].numpy()  # nerfstudio cameras look down -z
+    assert (np.linalg.norm(centres, axis=1) > 2.0).all()
+    assert ((np.einsum("ij,ij->i", -centres, forward) / np.linalg.norm(centres, axis=1)) > 0.9).all()
+    dtu = NeuFaceDTUDataParserConfig(data=out / "idr").setup().get_dataparser_outputs("train")
+    assert len(dtu.image_filenames) == 21  # idr/scene.json holds the same 3 views out
+    assert np.allclose(dtu.cameras.camera_to_worlds[:, :, 3].numpy(), centres, atol=1e-4)  # the same face frame
+
+
+def test_nerfstudio_dataset_cameras_are_taken_as_they_are(tmp_path):
+    """transforms.json (nerfstudio's OpenGL cameras, COLMAP's pixel convention) built from the true cameras: the
+    scene keeps them exactly (after the similarity to the face frame) and its masks match the truth."""
+    import shutil
+
+    from neuface_ns.capture.evaluate import evaluate
+
+    if not DATA.is_dir():
+        pytest.skip("tests/data/capture_james missing")
+    truth = np.load(DATA / "truth.npz")
+    K = truth["K"]
+    dataset = tmp_path / "ns"
+    (dataset / "images").mkdir(parents=True)
+    frames = []
+    for k, path in enumerate(sorted((DATA / "images").glob("*.jpg"))):
+        shutil.copy(path, dataset / "images" / path.name)
+        c2w = np.eye(4)
+        c2w[:3, :3] = truth["R_c2w"][k] @ np.diag([1.0, -1.0, -1.0])
+        c2w[:3, 3] = truth["centres_mm"][k] / 1000.0  # any world unit: metres here
+        frames.append({"file_path": f"images/{path.name}", "transform_matrix": c2w.tolist()})
+    height, width = truth["masks"].shape[1:]
+    (dataset / "transforms.json").write_text(json.dumps({
+        "camera_model": "OPENCV", "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2] + 0.5, "cy": K[1, 2] + 0.5,
+        "w": int(width), "h": int(height), "frames": frames}))
+    _process(dataset, tmp_path / "scene")
+    result = evaluate(tmp_path / "scene", DATA / "truth.npz")
+    assert result["rotation_error_deg"]["max"] < 1e-3 and result["centre_error_fraction"]["max"] < 1e-6
+    assert result["nose_tip_error_mm"] <= 3.0 and result["mask_iou"]["mean"] >= 0.9

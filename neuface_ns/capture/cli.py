@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Literal, Optional, Tuple
 
 import numpy as np
 
@@ -48,6 +48,8 @@ class ProcessData:
     """A face whose landmark box diagonal is below this fraction of the image diagonal is 'too small'."""
     max_image_size: int = 1600
     """Structure from motion works on images with at most this long side (features), cameras at full size."""
+    camera_model: Literal["SIMPLE_RADIAL", "SIMPLE_PINHOLE"] = "SIMPLE_RADIAL"
+    """COLMAP camera model (one radial term, or none for images already undistorted)."""
     test_every: int = 8
     """Every n-th kept view (0, n, 2n, ...) is held out for evaluation."""
     num_threads: int = 2
@@ -132,7 +134,8 @@ def process(args: ProcessData) -> dict:
     if kind == "nerfstudio":
         cameras = sfm.given_cameras(frames)
     else:
-        cameras = sfm.run_sfm(frames, work, args.max_image_size, args.num_threads, args.min_images)
+        cameras = sfm.run_sfm(frames, work, args.max_image_size, args.num_threads, args.min_images,
+                              camera_model=args.camera_model)
         images = {f.name: frames_module.frame_rgb(f) for f in frames.frames if f.name in cameras.K}  # undistorted
     timings["sfm"] = time.time() - start
     for name, why in cameras.dropped.items():
@@ -146,7 +149,7 @@ def process(args: ProcessData) -> dict:
     threshold = max(2.0, 0.02 * face_px)
     projections = {n: cameras.projection(n) for n in with_face}
     tri = landmarks_module.triangulate(projections, with_face, threshold)
-    key = [landmarks_module.NOSE_TIP, *landmarks_module.IRIS_CENTRES, *landmarks_module.MOUTH_CORNERS]
+    key = [*landmarks_module.NOSE_TIP_PAIR, *landmarks_module.IRIS_CENTRES, *landmarks_module.MOUTH_CORNERS]
     weak = [k for k in key if tri.inliers[k].sum() < 3]
     if weak:
         raise CaptureError(args.input, f"the nose, eyes and mouth could not be triangulated consistently (landmarks {weak} "
@@ -180,7 +183,9 @@ def process(args: ProcessData) -> dict:
 
     start = time.time()
     landmarks_mm = frame.world_to_mm(tri.points)
-    split = output.write_scene(args.output_dir, kept, images, masks, cameras_mm, landmarks_mm, landmarks_module.NOSE_TIP,
+    # the landmark mesh carries the nose tip as one more vertex (v10[30] of landmark_indices.npz)
+    split = output.write_scene(args.output_dir, kept, images, masks, cameras_mm,
+                               np.concatenate([landmarks_mm, frame.world_to_mm(frame.nose_tip[None])]), len(landmarks_mm),
                                args.test_every)
     labels = {n: f"{int(n)} {source_of[n][-18:]}" for n in kept}
     output.contact_sheet(args.output_dir / "contact_sheet.png", kept, images, masks,
@@ -202,7 +207,7 @@ def process(args: ProcessData) -> dict:
                       "triangulation_error_px": {"mean": round(float(np.mean(inliers)), 4),
                                                  "median": round(float(np.median(inliers)), 4),
                                                  "p90": round(float(np.percentile(inliers, 90)), 4)},
-                      "nose_tip_views": int(tri.inliers[landmarks_module.NOSE_TIP].sum())},
+                      "nose_tip_views": int(tri.inliers[list(landmarks_module.NOSE_TIP_PAIR)].sum(1).min())},
         "scale": {"source": frame.scale_source, "mm_per_sfm_unit": frame.mm_per_world,
                   "interpupillary_mm_measured": round(float(np.linalg.norm(
                       landmarks_mm[landmarks_module.IRIS_CENTRES[0]] - landmarks_mm[landmarks_module.IRIS_CENTRES[1]])), 2)},

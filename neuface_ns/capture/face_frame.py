@@ -1,5 +1,6 @@
 """Stage 4, NeuFace's face frame from the triangulated landmarks, and the metric scale.
 
+Nose tip: the midpoint of MediaPipe's landmarks 1 and 4 (the pronasale lies between them).
 Axes: x from the subject's right iris centre to the left one (x points to the subject's left), y from the mouth
 (mean of its corners) up to the middle of the eyes, made orthogonal to x, z = x cross y out of the face (the
 side the cameras are on). Origin: 40 mm behind the nose tip along z. 100 mm per unit (the face sphere, radius 1,
@@ -19,7 +20,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from neuface_ns.capture.landmarks import IRIS_CENTRES, MOUTH_CORNERS, NOSE_TIP
+from neuface_ns.capture.landmarks import IRIS_CENTRES, MOUTH_CORNERS, NOSE_TIP_PAIR
 
 DEFAULT_INTERPUPILLARY_MM = 63.0
 FACE_SPHERE_BEHIND_NOSE_MM = 40.0
@@ -53,7 +54,7 @@ def face_frame(points: np.ndarray, camera_centres: np.ndarray, interpupillary_mm
     """points: triangulated MediaPipe landmarks [478, 3] (world); camera_centres [V, 3] (world)."""
     eye_a, eye_b = points[IRIS_CENTRES[0]], points[IRIS_CENTRES[1]]
     mouth = points[list(MOUTH_CORNERS)].mean(0)
-    nose = points[NOSE_TIP]
+    nose = points[list(NOSE_TIP_PAIR)].mean(0)
     x = eye_b - eye_a
     x = x / np.linalg.norm(x)
     up = (eye_a + eye_b) / 2.0 - mouth

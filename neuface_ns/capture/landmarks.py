@@ -18,8 +18,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-#: MediaPipe Face Mesh indices used for the face frame and the checks.
-NOSE_TIP = 1
+#: MediaPipe Face Mesh indices used for the face frame and the checks. The nose tip (pronasale) lies between
+#: MediaPipe's landmark 1 (the lower tip, towards the columella) and 4 (above it, on the dorsum): their midpoint.
+NOSE_TIP_PAIR = (1, 4)
 IRIS_CENTRES = (468, 473)  # the two iris centres (refine_landmarks=True)
 MOUTH_CORNERS = (61, 291)
 #: The face oval of MediaPipe's mesh, in order around the face (its FACEMESH_FACE_OVAL edges chained).

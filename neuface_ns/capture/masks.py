@@ -3,13 +3,14 @@ face sphere (100 mm around the point 40 mm behind the nose tip), consistent acro
 
 1. Foreground per image, at the image's resolution: MediaPipe's selfie segmentation (the person against the
    room; shipped in the mediapipe wheel) joined with the landmarks' face oval, extended over the forehead (the
-   oval's upper half pushed up by 25 % of the face height), which is always foreground.
-2. One 3D occupancy shared by all views: the visual hull of the foregrounds in a voxel grid over the face
-   sphere (a voxel survives unless more than `max_votes_against` views that see it call it background).
-3. Per view, each pixel's ray is marched through that hull; the first occupied voxel is where the ray meets the
-   head. The mask is foreground and (first hit inside the sphere, or inside the face oval). A point of the head
-   inside the sphere is thus masked in every view whose ray reaches it first, and the mask's edge on the neck,
-   the hair and the ears is where the sphere cuts the head, the same in every view.
+   oval's upper half pushed up by 25 % of the face height).
+2. One 3D occupancy shared by all views: the visual hull of the foregrounds in a 96^3 voxel grid over
+   [-1.25, 1.25]^3 (a voxel that any view sees as background is carved; `max_votes_against` tolerates some).
+3. Per view, each foreground pixel's ray is marched through that hull; the first occupied voxel is where the
+   ray meets the head. The mask is: foreground and first hit inside the sphere. A point of the head inside the
+   sphere is thus masked in every view whose ray reaches it first, and the mask's edge on the forehead, the
+   neck and the ears is where the sphere cuts the head, decided once in 3D for every view.
+   (The face oval is not forced into the mask: the sphere can cut the forehead below the oval's extension.)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def segmentation_model():
 
 def foreground_probability(rgb: np.ndarray, model) -> np.ndarray:
     """[H, W] float in [0, 1]: MediaPipe selfie segmentation at the image's resolution."""
-    return np.asarray(model.process(rgb).segmentation_mask, dtype=np.float32)
+    return np.array(model.process(rgb).segmentation_mask, dtype=np.float32)  # a writable copy
 
 
 def face_oval_mask(detection: Detection, width: int, height: int, forehead: float = 0.25) -> np.ndarray:
@@ -60,8 +61,8 @@ def _sample(image: np.ndarray, uv: np.ndarray, outside: float) -> np.ndarray:
     return out
 
 
-def visual_hull(projections: Dict[str, np.ndarray], foregrounds: Dict[str, np.ndarray], resolution: int = 80,
-                extent: float = 1.25, max_votes_against: int = 1) -> np.ndarray:
+def visual_hull(projections: Dict[str, np.ndarray], foregrounds: Dict[str, np.ndarray], resolution: int = 96,
+                extent: float = 1.25, max_votes_against: int = 0) -> np.ndarray:
     """Occupancy [R, R, R] (index order x, y, z) over [-extent, extent]^3 in face units. projections: 3x4 maps
     from face units to OpenCV pixels."""
     axis = (np.arange(resolution) + 0.5) / resolution * 2 * extent - extent
@@ -77,26 +78,33 @@ def visual_hull(projections: Dict[str, np.ndarray], foregrounds: Dict[str, np.nd
 
 
 def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-                            width: int, height: int, work_size: int = 400) -> np.ndarray:
+                            width: int, height: int, work_size: int = 400,
+                            candidates: Optional[np.ndarray] = None) -> np.ndarray:
     """[H, W] bool: the ray of the pixel meets the hull first inside the unit sphere (face units; R, t map face
-    units to the camera). Marched at a working resolution (long side `work_size`), then resized."""
+    units to the camera). Marched at a working resolution (long side `work_size`), then resized; only the
+    pixels where `candidates` [H, W] is true are marched (the others are false)."""
     import cv2
 
     resolution = occupancy.shape[0]
     scale = min(1.0, work_size / max(width, height))
     w, h = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
     j, i = np.meshgrid((np.arange(w) + 0.5) / scale - 0.5, (np.arange(h) + 0.5) / scale - 0.5)
-    rays = np.stack([j, i, np.ones_like(j)], -1).reshape(-1, 3) @ np.linalg.inv(K).T @ R  # world = R^T d
+    pixels = np.stack([j, i, np.ones_like(j)], -1).reshape(-1, 3)
+    if candidates is not None:
+        small = cv2.resize(candidates.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).reshape(-1) > 0
+    else:
+        small = np.ones(len(pixels), dtype=bool)
+    rays = pixels[small] @ np.linalg.inv(K).T @ R  # world = R^T d
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     centre = -R.T @ t
     distance = np.linalg.norm(centre)
     voxel = 2 * extent / resolution
     steps = np.arange(max(distance - extent * 1.8, 0.0), distance + extent * 1.8, voxel * 0.5)
-    hit = np.full(len(rays), np.inf)
+    rays = rays.astype(np.float32)
     inside = np.zeros(len(rays), dtype=bool)
-    for start in range(0, len(rays), 8192):
-        d = rays[start:start + 8192]
-        points = centre[None, None] + d[:, None] * steps[None, :, None]  # [n, S, 3]
+    for start in range(0, len(rays), 4096):
+        d = rays[start:start + 4096]
+        points = centre.astype(np.float32)[None, None] + d[:, None] * steps.astype(np.float32)[None, :, None]
         index = np.floor((points + extent) / voxel).astype(np.int64)
         valid = np.all((index >= 0) & (index < resolution), -1)
         index = np.clip(index, 0, resolution - 1)
@@ -104,15 +112,15 @@ def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray,
         any_hit = occupied.any(1)
         first = np.argmax(occupied, axis=1)
         point = points[np.arange(len(d)), first]
-        inside[start:start + 8192] = any_hit & (np.linalg.norm(point, axis=-1) < 1.0)
-        hit[start:start + 8192] = np.where(any_hit, steps[first], np.inf)
-    small = inside.reshape(h, w).astype(np.uint8)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        inside[start:start + 4096] = any_hit & (np.linalg.norm(point, axis=-1) < 1.0)
+    image = np.zeros(w * h, dtype=np.uint8)
+    image[small] = inside
+    return cv2.resize(image.reshape(h, w), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def face_masks(images: Dict[str, np.ndarray], detections: Dict[str, Optional[Detection]],
-               cameras_unit: Dict[str, tuple], resolution: int = 80, extent: float = 1.25,
-               max_votes_against: Optional[int] = None) -> Dict[str, np.ndarray]:
+               cameras_unit: Dict[str, tuple], resolution: int = 96, extent: float = 1.25,
+               max_votes_against: int = 0) -> Dict[str, np.ndarray]:
     """images: name -> RGB; cameras_unit: name -> (K, R, t) with R, t mapping face units to the camera."""
     model = segmentation_model()
     try:
@@ -128,14 +136,14 @@ def face_masks(images: Dict[str, np.ndarray], detections: Dict[str, Optional[Det
     finally:
         model.close()
     projections = {n: K @ np.concatenate([R, t[:, None]], 1) for n, (K, R, t) in cameras_unit.items()}
-    votes = max(1, len(images) // 10) if max_votes_against is None else max_votes_against
-    occupancy = visual_hull(projections, foregrounds, resolution, extent, votes)
+    occupancy = visual_hull(projections, foregrounds, resolution, extent, max_votes_against)
     masks: Dict[str, np.ndarray] = {}
     for name, rgb in images.items():
         K, R, t = cameras_unit[name]
         height, width = rgb.shape[:2]
-        inside = first_hit_inside_sphere(occupancy, extent, K, R, t, width, height)
-        masks[name] = (foregrounds[name] > 0.5) & (inside | ovals[name])
+        inside = first_hit_inside_sphere(occupancy, extent, K, R, t, width, height,
+                                         candidates=foregrounds[name] > 0.5)
+        masks[name] = (foregrounds[name] > 0.5) & inside
     return masks
 
 

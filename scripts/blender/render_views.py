@@ -13,10 +13,10 @@ The job (written by render_scan_scene.py, everything already in Blender's Z-up w
   scan hidden, linear EXR) are views like the others;
 - a view with "passes" also writes Cycles' light passes of that same render (same samples and seed, so they add
   up to its image) as linear 32-bit EXRs <passes>/<name>.exr, name in PASSES (RGBA for Image, RGB otherwise).
-- optional "room": {"texture": image, "half_size": float, "strength": float, "clutter": [[x, y, z, size], ...]}:
+- optional "room": {"half_size": float, "cells": float, "strength": float, "clutter": [[x, y, z, size], ...]}:
   a box around the scene (plus cubes at the clutter positions, Blender world, so that the background is not one
   plane, which structure from motion cannot initialise from) whose
-  inside shows the image (box-projected emission) to the camera only (it casts no light or shadow and is not
+  inside shows random-coloured 3D cells (emission) to the camera only (it casts no light or shadow and is not
   reflected, so the scan's light is the environment's alone) and makes every view opaque: a background with
   texture for structure from motion (scripts/render_capture_scene.py).
 
@@ -116,27 +116,38 @@ def _set_environment(scene, environment):
 
 
 def _add_room(room):
-    """A box seen by camera rays only, with the room texture box-projected as emission (see the module doc)."""
+    """A box seen by camera rays only, with a 3D procedural emission texture (see the module doc)."""
     bpy.ops.mesh.primitive_cube_add(size=2.0 * room["half_size"], location=(0.0, 0.0, 0.0))
     box = bpy.context.active_object
     material = bpy.data.materials.new("room")
     material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
-    coordinates = nodes.new("ShaderNodeTexCoord")
-    texture = nodes.new("ShaderNodeTexImage")
-    texture.image = bpy.data.images.load(room["texture"])
-    texture.projection = "BOX"
-    texture.projection_blend = 0.1
-    mapping = nodes.new("ShaderNodeMapping")
-    mapping.inputs["Scale"].default_value = (0.5 / room["half_size"],) * 3
-    mapping.inputs["Location"].default_value = (0.5, 0.5, 0.5)
+    # Random-coloured Voronoi cells at two scales plus fine noise, on world positions: every patch of every wall
+    # and cube is different (an image box-projected on the walls repeats on opposite walls, which structure from
+    # motion then confuses)
+    geometry = nodes.new("ShaderNodeNewGeometry")
+    coarse = nodes.new("ShaderNodeTexVoronoi")
+    coarse.inputs["Scale"].default_value = room.get("cells", 1.2)
+    fine = nodes.new("ShaderNodeTexVoronoi")
+    fine.inputs["Scale"].default_value = 4.0 * room.get("cells", 1.2)
+    noise = nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 20.0
+    mix = nodes.new("ShaderNodeMixRGB")
+    mix.inputs["Fac"].default_value = 0.35
+    grain = nodes.new("ShaderNodeMixRGB")
+    grain.blend_type = "MULTIPLY"
+    grain.inputs["Fac"].default_value = 0.5
     emission = nodes.new("ShaderNodeEmission")
     emission.inputs["Strength"].default_value = room.get("strength", 1.0)
     output = nodes.new("ShaderNodeOutputMaterial")
-    links.new(coordinates.outputs["Object"], mapping.inputs["Vector"])
-    links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
-    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    for texture in (coarse, fine, noise):
+        links.new(geometry.outputs["Position"], texture.inputs["Vector"])
+    links.new(coarse.outputs["Color"], mix.inputs["Color1"])
+    links.new(fine.outputs["Color"], mix.inputs["Color2"])
+    links.new(mix.outputs["Color"], grain.inputs["Color1"])
+    links.new(noise.outputs["Color"], grain.inputs["Color2"])
+    links.new(grain.outputs["Color"], emission.inputs["Color"])
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     box.data.materials.append(material)
     objects = [box]
