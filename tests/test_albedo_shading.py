@@ -4,7 +4,6 @@ shading/ ground truth; one in-process run of the CLI on a tiny untrained pipelin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,11 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("render_scan_scene", ROOT / "scripts" / "render_scan_scene.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def generator(load_script):
+    return load_script("render_scan_scene")
 
 
 def _smooth(rng, shape, scale=6):
@@ -131,8 +128,7 @@ def _passes(rng, shape=(6, 8)):
     return passes, colour, direct + indirect, coverage
 
 
-def test_generator_shading_from_passes():
-    generator = _generator()
+def test_generator_shading_from_passes(generator):
     passes, colour, light, coverage = _passes(np.random.default_rng(2))
     shading, base, cov = generator.shading_from_passes(passes)
     inside = coverage > 0
@@ -140,10 +136,9 @@ def test_generator_shading_from_passes():
     assert np.all(shading[~inside] == 0) and np.array_equal(cov, coverage)
 
 
-def test_generator_write_shading_round_trip(tmp_path):
+def test_generator_write_shading_round_trip(tmp_path, generator):
     """write_shading's files decode (through the metric's loader) to the grey shading and the diffuse colour, and
     its check reproduces an image written from the same passes."""
-    generator = _generator()
     passes, colour, light, coverage = _passes(np.random.default_rng(3))
     mask = coverage > 0.5
     (tmp_path / "image").mkdir()
@@ -162,9 +157,8 @@ def test_generator_write_shading_round_trip(tmp_path):
     assert np.allclose(diffuse[mask], generator.srgb_encode(colour)[mask], atol=0.5 / 255 + 1e-9)
 
 
-def test_generator_cameras_from_npz_match_the_rig():
+def test_generator_cameras_from_npz_match_the_rig(generator):
     """--only-shading's cameras (from cameras.npz) are the rig the scene was rendered with."""
-    generator = _generator()
     info = json.loads((SCAN / "scene.json").read_text())
     settings = info["settings"]
     views = info["held_out_views"]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,8 @@ from neuface_ns.data.dataset import NeuFaceDataset
 from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
 from neuface_ns.errors import NeuFaceInputError
 
+from helpers import rotation
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
 
@@ -33,14 +33,6 @@ SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
 
 K_TRUE = np.array([[40.3, 0.0, 15.3], [0.0, 41.7, 12.1], [0.0, 0.0, 1.0]])
 MASK_LEVELS = np.array([0, 100, 127, 128, 200, 255], dtype=np.uint8)
-
-
-def _rot(axis, angle):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(angle), math.sin(angle)
-    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return c * np.eye(3) + s * cross + (1 - c) * np.outer(axis, axis)
 
 
 def _look_at(centre, target=np.zeros(3), up=np.array([0.0, 0.0, 1.0])):
@@ -58,7 +50,7 @@ def make_scan(root: Path, n_views=10, width=32, height=24, seed=0, rgba_view=Non
     rng = np.random.default_rng(seed)
     # scale_mat: X_world = S @ x_norm, a similarity with a rotation, scale 2.5 and a translation
     S = np.eye(4)
-    S[:3, :3] = 2.5 * _rot([0.3, -0.2, 1.0], 0.7)
+    S[:3, :3] = 2.5 * rotation([0.3, -0.2, 1.0], 0.7)
     S[:3, 3] = [0.3, -0.7, 1.1]
     S_inv = np.linalg.inv(S)
     Rs, Cs, images, masks = [], [], [], []
@@ -68,7 +60,7 @@ def make_scan(root: Path, n_views=10, width=32, height=24, seed=0, rgba_view=Non
     for i in range(n_views):
         az, el = 2 * math.pi * i / n_views, 0.3 + 0.05 * i
         C = 3.0 * np.array([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
-        R = _rot(rng.normal(size=3), 0.05) @ _look_at(C)  # small random roll/tilt
+        R = rotation(rng.normal(size=3), 0.05) @ _look_at(C)  # small random roll/tilt
         Rs.append(R)
         Cs.append(C)
         P_norm = K_TRUE @ np.concatenate([R, (-R @ C)[:, None]], axis=1)
@@ -538,23 +530,8 @@ def test_names_that_are_not_numbers_keep_idr_order(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# registration
+# defaults (registration: test_registration.py)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def test_entry_point_registers_and_does_not_import_model():
-    code = (
-        "import sys\n"
-        "from nerfstudio.plugins.registry_dataparser import discover_dataparsers\n"
-        "from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig\n"
-        "parsers, descriptions = discover_dataparsers()\n"
-        "assert isinstance(parsers['neuface-dtu-data'], NeuFaceDTUDataParserConfig), parsers\n"
-        "assert descriptions['neuface-dtu-data']\n"
-        "bad = [m for m in sys.modules if m.startswith('neuface_ns') and ('method' in m or 'model' in m)]\n"
-        "assert not bad, bad\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_default_data_is_bundled_sample():

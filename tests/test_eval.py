@@ -118,25 +118,9 @@ def test_lpips_with_locally_supplied_weights(hub_dir):
     assert metrics.get_lpips() is metrics.get_lpips()  # constructed once
 
 
-def test_model_image_metrics_report_the_protocol(hub_dir):
-    """NeuFaceModel.get_image_metrics_and_images: protocol keys present, images in [0, 1]."""
-    from nerfstudio.data.scene_box import SceneBox
-
-    from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.fields.appearance import SpatialAppearanceConfig
-    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.models import NeuFaceSurfaceModelConfig
-
-    config = NeuFaceSurfaceModelConfig(
-        sh_order=2,
-        sdf_field=NeuFaceFieldConfig(
-            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
-            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-        ),
-    )
-    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
+def test_model_image_metrics_report_the_protocol(hub_dir, make_model, tiny_field_config):
+    """NeuFace model's get_image_metrics_and_images: protocol keys present, images in [0, 1]."""
+    model = make_model("surface", num_train_data=2, sh_order=2, sdf_field=tiny_field_config())
     h, w = 12, 16
     rgb = torch.rand(h, w, 3)
     outputs = {
@@ -235,28 +219,7 @@ def test_predicted_mask_variant_gives_the_hand_computed_psnr(hub_dir):
     assert on_predicted["psnr_masked"] == pytest.approx(10 * math.log10(87.5), abs=1e-3)
 
 
-def _tiny_surface_model(**overrides):
-    from nerfstudio.data.scene_box import SceneBox
-
-    from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.fields.appearance import SpatialAppearanceConfig
-    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.models import NeuFaceSurfaceModelConfig
-
-    config = NeuFaceSurfaceModelConfig(
-        sh_order=2,
-        sdf_field=NeuFaceFieldConfig(
-            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
-            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-        ),
-        **overrides,
-    )
-    return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
-
-
-def test_model_metrics_follow_the_configured_protocol_and_say_which(hub_dir, capsys):
+def test_model_metrics_follow_the_configured_protocol_and_say_which(hub_dir, capsys, make_model, tiny_field_config):
     predicted, target, gt_mask, accumulation = _two_mask_scene()
     outputs = {
         "rgb": predicted, "albedo": predicted, "diffuse": predicted, "specular": predicted, "normal": predicted,
@@ -264,12 +227,15 @@ def test_model_metrics_follow_the_configured_protocol_and_say_which(hub_dir, cap
     }
     batch = {"image": target, "fg_mask": gt_mask}
 
-    default, _ = _tiny_surface_model().get_image_metrics_and_images(outputs, batch)
+    def tiny_surface_model(**overrides):
+        return make_model("surface", num_train_data=2, sh_order=2, sdf_field=tiny_field_config(), **overrides)
+
+    default, _ = tiny_surface_model().get_image_metrics_and_images(outputs, batch)
     out = capsys.readouterr().out
     assert "protocol neuface-ns" in out and "ground-truth mask" in out and "mean of the training latents" in out
     assert default["psnr_masked"] == pytest.approx(10 * math.log10(300), abs=1e-3)
 
-    model = _tiny_surface_model(eval_mask="predicted", eval_ssim="pixel-list", eval_latent="1")
+    model = tiny_surface_model(eval_mask="predicted", eval_ssim="pixel-list", eval_latent="1")
     reference, _ = model.get_image_metrics_and_images(outputs, batch)
     model.get_image_metrics_and_images(outputs, batch)
     out = capsys.readouterr().out

@@ -116,44 +116,26 @@ ALBEDO = (0.2, 0.1, 0.05)
 SPHERE_CENTER, SPHERE_RADIUS = (0.05, 0.0, -0.05), 0.5
 
 
-def small_model(render_mode="surface"):
-    """A tiny NeuFace model whose SDF is an analytic sphere, whose albedo is the constant ALBEDO
-    and whose calibration matrix is the identity."""
-    from nerfstudio.data.scene_box import SceneBox
+@pytest.fixture
+def small_model(make_model, tiny_field_config, sphere_sdf_config, painted_appearance_config):
+    """Factory: a tiny NeuFace model whose SDF is an analytic sphere (the test shape prior), whose albedo is
+    `albedo(x)` (default: the constant ALBEDO) and whose calibration matrix is the identity."""
 
-    from neuface_ns.brdf import IntegratedBasisConfig
-    from neuface_ns.fields.appearance import SpatialAppearanceConfig
-    from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-    from neuface_ns.fields.sdf import IDRSDFNetworkConfig
-    from neuface_ns.models import MODEL_CONFIGS
+    def build(render_mode="surface", albedo=None):
+        constant = torch.tensor(ALBEDO)
+        paint = albedo or (lambda x: constant.to(x.device).expand(x.shape[0], 3))
+        field = tiny_field_config(
+            sdf_network=sphere_sdf_config(center=SPHERE_CENTER, radius=SPHERE_RADIUS),
+            appearance=painted_appearance_config(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3, albedo=paint),
+        )
+        model = make_model(render_mode, num_train_data=2, seed=0, sh_order=2, sdf_field=field, eval_num_rays_per_chunk=4096)
+        with torch.no_grad():
+            model.calibration.mlp[-1].weight.zero_()
+            model.calibration.mlp[-1].bias.copy_(torch.eye(3).flatten())
+        model.eval()
+        return model
 
-    torch.manual_seed(0)
-    config = MODEL_CONFIGS[render_mode](
-        sh_order=2,
-        sdf_field=NeuFaceFieldConfig(
-            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3),
-            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-        ),
-        eval_num_rays_per_chunk=4096,
-    )
-    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
-    sdf = sphere_sdf(SPHERE_CENTER, SPHERE_RADIUS)
-    model.field.sdf_parts = lambda x: (sdf(x), None)
-    material = model.field.material
-    albedo = torch.tensor(ALBEDO)
-
-    def constant_albedo(x):
-        out = material(x)
-        out["albedo"] = albedo.to(x.device).expand(x.shape[0], 3)
-        return out
-
-    model.field.material = constant_albedo
-    with torch.no_grad():
-        model.calibration.mlp[-1].weight.zero_()
-        model.calibration.mlp[-1].bias.copy_(torch.eye(3).flatten())
-    model.eval()
-    return model
+    return build
 
 
 def fake_pipeline(model, transform=None, scale=1.0):
@@ -162,7 +144,7 @@ def fake_pipeline(model, transform=None, scale=1.0):
     return SimpleNamespace(model=model, device=model.device, datamanager=SimpleNamespace(train_dataparser_outputs=outputs))
 
 
-def test_constant_albedo_model_exports_that_colour(tmp_path):
+def test_constant_albedo_model_exports_that_colour(tmp_path, small_model):
     import trimesh
     from PIL import Image
 
@@ -199,20 +181,13 @@ def test_constant_albedo_model_exports_that_colour(tmp_path):
         ExportMesh(load_config=tmp_path / "config.yml", output_dir=tmp_path / "out").main()
 
 
-def test_textured_obj_uv_layout_matches_the_model(tmp_path):
+def test_textured_obj_uv_layout_matches_the_model(tmp_path, small_model):
     """Texture orientation: a position-dependent albedo looked up through the OBJ's UVs (trimesh's
     reader: v up, image row 0 at the top) equals the model's albedo at the vertices."""
     import trimesh
 
-    model = small_model()
     lo = np.asarray(SPHERE_CENTER) - SPHERE_RADIUS
-
-    def gradient_albedo(x):
-        out = {k: v for k, v in model.field.appearance(x).items()}
-        out["albedo"] = 0.05 + 0.25 * (x - torch.tensor(lo, dtype=x.dtype)) / (2 * SPHERE_RADIUS)
-        return out
-
-    model.field.material = gradient_albedo
+    model = small_model(albedo=lambda x: 0.05 + 0.25 * (x - torch.tensor(lo, dtype=x.dtype)) / (2 * SPHERE_RADIUS))
     ExportMesh(load_config=tmp_path / "c.yml", output_dir=tmp_path, resolution=24, vertex_colors="none",
                texture="albedo", texture_size=128, world_units=False).run(fake_pipeline(model))
     textured = trimesh.load(tmp_path / "mesh_textured.obj", process=False, force="mesh")
@@ -221,7 +196,7 @@ def test_textured_obj_uv_layout_matches_the_model(tmp_path):
     assert np.median(np.abs(looked_up - expected)) < 0.02
 
 
-def test_trainer_mesh_helper_writes_world_units(tmp_path):
+def test_trainer_mesh_helper_writes_world_units(tmp_path, small_model):
     import trimesh
 
     from neuface_ns.exporter import extract_mesh_to_file
@@ -235,7 +210,7 @@ def test_trainer_mesh_helper_writes_world_units(tmp_path):
     assert np.abs(radii - SPHERE_RADIUS / 0.25).max() < 0.05 * SPHERE_RADIUS / 0.25
 
 
-def test_nerfstudio_exporter_hooks_and_texturing_on_cpu(tmp_path):
+def test_nerfstudio_exporter_hooks_and_texturing_on_cpu(tmp_path, small_model):
     """What `ns-export marching-cubes` calls after its CUDA-only grid: the SDF hook, then
     texture_utils.export_textured_mesh (short rays with their own near / far, get_rgba_image)."""
     from nerfstudio.exporter import texture_utils

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,8 @@ from neuface_ns.data.facescape import (
     NeuFaceFaceScapeDataParserConfig,
 )
 from neuface_ns.errors import NeuFaceInputError
+
+from helpers import rotation
 
 SAMPLE = SAMPLE_FACESCAPE_DIR
 FLIP = np.array([1.0, -1.0, -1.0])  # OpenCV <-> OpenGL camera axes (columns of c2w)
@@ -178,19 +178,11 @@ def test_sample_size_is_small():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _rot(axis, angle):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(angle), math.sin(angle)
-    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return c * np.eye(3) + s * cross + (1 - c) * np.outer(axis, axis)
-
-
 def make_layout(root: Path, subject=3, expression=2, n_views=4, width=24, height=16):
     """A NeuFace-layout tuple with known cameras; returns the ground truth."""
     expr = f"{expression}_{FACESCAPE_EXPRESSIONS[expression - 1]}"
     scale = 2.5
-    R_s = _rot([0.2, 1.0, -0.4], 0.6)
+    R_s = rotation([0.2, 1.0, -0.4], 0.6)
     t_s = np.array([10.0, -4.0, 7.0])
     nose = np.array([1.5, -20.0, 95.0])
     Rt = np.eye(4)
@@ -211,7 +203,7 @@ def make_layout(root: Path, subject=3, expression=2, n_views=4, width=24, height
     params, truth = {}, {}
     rng = np.random.default_rng(1)
     for v in range(n_views):
-        R = _rot(rng.normal(size=3), 0.4 + 0.1 * v)
+        R = rotation(rng.normal(size=3), 0.4 + 0.1 * v)
         t = rng.normal(size=3) * 3
         params[f"{v}_K"] = K.tolist()
         params[f"{v}_Rt"] = np.concatenate([R, t[:, None]], axis=1).tolist()
@@ -362,24 +354,6 @@ def test_size_mismatch_and_no_test_views(layout, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 # registration and presets
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def test_entry_points_register():
-    code = (
-        "import sys\n"
-        "from nerfstudio.plugins.registry_dataparser import discover_dataparsers\n"
-        "from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig\n"
-        "parsers, _ = discover_dataparsers()\n"
-        "assert isinstance(parsers['neuface-facescape-data'], NeuFaceFaceScapeDataParserConfig)\n"
-        "bad = [m for m in sys.modules if m.startswith('neuface_ns') and ('method' in m or 'model' in m)]\n"
-        "assert not bad, bad\n"
-        "from nerfstudio.plugins.registry import discover_methods\n"
-        "methods, _ = discover_methods()\n"
-        "assert methods['neuface-facescape'].method_name == 'neuface-facescape'\n"
-        "assert methods['neuface-facescape-paper'].method_name == 'neuface-facescape-paper'\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_paper_preset_is_the_face_paper_setting():

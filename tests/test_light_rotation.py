@@ -16,14 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
 
-from neuface_ns.brdf import IntegratedBasisConfig
-from neuface_ns.fields.appearance import SpatialAppearanceConfig
-from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-from neuface_ns.fields.sdf import IDRSDFNetworkConfig
 from neuface_ns.lighting.light import SHEnvironmentLight
 from neuface_ns.lighting.presets import LIGHT_PRESET_DIR, LIGHT_PRESETS, load_sh_light
 from neuface_ns.lighting.settings import RelightSettings as LightSettings
@@ -35,7 +30,6 @@ from neuface_ns.lighting.sh import (
     rotation_matrix,
     sh_rotation_matrix,
 )
-from neuface_ns.models import NeuFaceSurfaceModelConfig
 from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
 
 _spec = importlib.util.spec_from_file_location(
@@ -177,17 +171,10 @@ def test_light_files_are_padded_and_validated(tmp_path):
 
 
 # --------------------------------------------------------------------------- controls and the model hook
-def _tiny_model():
-    config = NeuFaceSurfaceModelConfig(
-        sdf_field=NeuFaceFieldConfig(
-            sdf_network=IDRSDFNetworkConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_frequencies=2),
-            residual=None,
-            appearance=SpatialAppearanceConfig(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3, specular_channels=3),
-            integrated_basis=IntegratedBasisConfig(hidden_dim=16, num_layers=2, num_basis=3),
-        ),
-    )
-    torch.manual_seed(0)
-    return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=2)
+@pytest.fixture
+def tiny_model(make_model, tiny_field_config):
+    """A surface model with the smallest networks (3-channel specular), seeded."""
+    return make_model("surface", num_train_data=2, sdf_field=tiny_field_config(specular_channels=3))
 
 
 def _shade_inputs(n=256):
@@ -198,8 +185,8 @@ def _shade_inputs(n=256):
     return points, normals, view
 
 
-def test_controls_are_viewer_elements_under_the_lighting_panel_and_add_no_state():
-    model = _tiny_model()
+def test_controls_are_viewer_elements_under_the_lighting_panel_and_add_no_state(tiny_model):
+    model = tiny_model
     assert not any(LIGHTING_PANEL in k for k in model.state_dict())
     assert not list(model.lighting_controls.parameters()) and not list(model.lighting_controls.buffers())
     elements = parse_object(model, ViewerElement, "Custom Elements/model")
@@ -213,8 +200,8 @@ def test_controls_are_viewer_elements_under_the_lighting_panel_and_add_no_state(
     assert len(parse_object(model, ViewerControl, "Custom Elements/model")) == 1
 
 
-def test_default_controls_leave_the_learned_light_untouched_and_match_training_shading():
-    model = _tiny_model().eval()
+def test_default_controls_leave_the_learned_light_untouched_and_match_training_shading(tiny_model):
+    model = tiny_model.eval()
     learned = model.light.coefficients
     assert model.lighting_controls.light_coefficients(learned) is learned
     points, normals, view = _shade_inputs()
@@ -226,8 +213,8 @@ def test_default_controls_leave_the_learned_light_untouched_and_match_training_s
         assert torch.equal(eval_out[key], train_out[key])
 
 
-def test_intensity_scales_diffuse_and_specular_linearly_and_toggles_switch_terms():
-    model = _tiny_model().eval()
+def test_intensity_scales_diffuse_and_specular_linearly_and_toggles_switch_terms(tiny_model):
+    model = tiny_model.eval()
     controls = model.lighting_controls
     points, normals, view = _shade_inputs()
     with torch.no_grad():
@@ -255,8 +242,8 @@ def test_intensity_scales_diffuse_and_specular_linearly_and_toggles_switch_terms
         torch.testing.assert_close(out["raw"], base["raw"])
 
 
-def test_rotation_and_presets_through_the_controls_and_the_model_is_never_modified():
-    model = _tiny_model().eval()
+def test_rotation_and_presets_through_the_controls_and_the_model_is_never_modified(tiny_model):
+    model = tiny_model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     controls = model.lighting_controls
     learned = model.light.coefficients.detach()

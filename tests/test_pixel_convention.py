@@ -11,7 +11,6 @@ at full size and after area downscaling (odd image sizes: the last rows / column
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import cv2
@@ -25,6 +24,8 @@ from nerfstudio.model_components.ray_generators import RayGenerator
 from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
 from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
 
+from helpers import rotation
+
 REPO = Path(__file__).resolve().parents[1]
 SCAN = REPO / "neuface_ns" / "data" / "sample" / "scan"
 
@@ -33,15 +34,7 @@ K = np.array([[52.3, 0.0, 17.8], [0.0, 49.1, 13.35], [0.0, 0.0, 1.0]])
 WIDTH, HEIGHT = 37, 29  # odd: downscaling crops
 
 
-def _rot(axis, angle):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    x, y, z = axis
-    c, s = math.cos(angle), math.sin(angle)
-    cross = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return c * np.eye(3) + s * cross + (1 - c) * np.outer(axis, axis)
-
-
-R_CAM = _rot([0.3, -1.0, 0.2], 2.6)  # world -> camera
+R_CAM = rotation([0.3, -1.0, 0.2], 2.6)  # world -> camera
 T_CAM = np.array([0.4, -0.3, 6.5])
 
 
@@ -91,7 +84,7 @@ def check_rays(cameras, cam_index, pixel, point, tol):
 def write_idr_scan(root: Path, width=WIDTH, height=HEIGHT, camera_file="cameras.npz"):
     """One view in the IDR layout: world_mat_0 = K [R | t] (world units), scale_mat_0 (a similarity)."""
     S = np.eye(4)
-    S[:3, :3] = 1.7 * _rot([1.0, 0.5, -0.3], 0.4)
+    S[:3, :3] = 1.7 * rotation([1.0, 0.5, -0.3], 0.4)
     S[:3, 3] = [0.2, -0.5, 0.9]
     world_mat = np.eye(4)
     world_mat[:3, :4] = K @ np.concatenate([R_CAM, T_CAM[:, None]], axis=1)
@@ -142,7 +135,7 @@ def test_idr_intrinsics_are_shifted_by_half_a_pixel(tmp_path):
 # FaceScape params.json
 # ---------------------------------------------------------------------------------------------------------------
 
-FS_SCALE, FS_RS, FS_TS = 2.2, _rot([0.1, 1.0, 0.3], -0.5), np.array([5.0, -7.0, 3.0])
+FS_SCALE, FS_RS, FS_TS = 2.2, rotation([0.1, 1.0, 0.3], -0.5), np.array([5.0, -7.0, 3.0])
 NOSE_MM = np.array([2.0, -15.0, 80.0])
 
 

@@ -1,7 +1,6 @@
 """Tests for scripts/make_sample_scene.py (the entry of the scripts/sample_scene package) and the bundled sample
 in neuface_ns/data/sample/dtu."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,11 +18,8 @@ LANDMARK_NAMES = {"nose_tip", "left_eye", "right_eye", "chin", "mouth_centre"}
 
 
 @pytest.fixture(scope="module")
-def gen():
-    spec = importlib.util.spec_from_file_location("make_sample_scene", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def gen(load_script):
+    return load_script("make_sample_scene")
 
 
 @pytest.fixture(scope="module")

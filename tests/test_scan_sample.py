@@ -5,7 +5,6 @@ package stays small; and the realistic benchmark runs on it end to end."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,13 +15,6 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parents[1]
 SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
 SCENE = json.loads((SCAN / "scene.json").read_text())
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_sample_stays_small():
@@ -88,8 +80,8 @@ def test_relit_ground_truth_and_lights():
     assert np.abs(train - relight).max() > 0.1 * np.abs(train).max()  # two different environments
 
 
-def test_realistic_benchmark_reports_every_figure(capsys):
-    benchmark = _load("benchmark", ROOT / "scripts" / "benchmark.py")
+def test_realistic_benchmark_reports_every_figure(capsys, load_script):
+    benchmark = load_script("benchmark")
     assert benchmark.main(["--realistic", "--method", "neuface-dtu", "--steps", "2", "--warmup", "0",
                            "--budget-steps", "4", "--device", "cpu",
                            "--set", "pipeline.datamanager.train_num_rays_per_batch=64",

@@ -4,10 +4,8 @@ equirectangular projection, cameras look at their target, and the iBUG landmark 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +14,10 @@ import torch
 from neuface_ns.lighting.environment_map import equirectangular_directions, project_environment_map
 from neuface_ns.lighting.sh import real_spherical_harmonics
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def generator():
-    spec = importlib.util.spec_from_file_location("render_scan_scene", ROOT / "scripts" / "render_scan_scene.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def generator(load_script):
+    return load_script("render_scan_scene")
 
 
 def _probe_images(generator, radiance_fn, size=48):
