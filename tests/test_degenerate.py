@@ -10,6 +10,8 @@ distance for such a ray, which made every loss term of that ray NaN.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, fields
+from typing import Type
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from nerfstudio.cameras.rays import RayBundle
 
 from neuface_ns.eval import masked_image_metrics
 from neuface_ns.exporter import extract_mesh
+from neuface_ns.fields.appearance import SpatialAppearance, SpatialAppearanceConfig
+from neuface_ns.fields.sdf import IDRSDFNetwork, IDRSDFNetworkConfig
 from neuface_ns.render.surface import differentiable_surface_points
 from neuface_ns.render.tracing import ray_sphere_intersection, sphere_trace
 
@@ -175,25 +179,37 @@ def test_model_step_on_grazing_and_boundary_rays_is_finite(make_model, mode):
 # --------------------------------------------------------------------------- a model that returns NaN
 
 
-class _NaNWherePositiveX(torch.nn.Module):
-    """Wraps a network (SDF: tensor output; appearance: dict output): NaN for points with x > 0, like a
-    partly diverged network."""
+def _nan_where_positive_x(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    return torch.where(x[:, :1] > 0, torch.full_like(value, float("nan")), value)
 
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.config = inner.config
+
+class _PartlyNaNSDF(IDRSDFNetwork):
+    """The IDR SDF network, NaN for points with x > 0, like a partly diverged network."""
 
     def forward(self, x):
-        value = self.inner(x)
-        poison = lambda v: torch.where(x[:, :1] > 0, torch.full_like(v, float("nan")), v)  # noqa: E731
-        return {k: poison(v) for k, v in value.items()} if isinstance(value, dict) else poison(value)
+        return _nan_where_positive_x(x, super().forward(x))
 
-    def latent_parameters(self):
-        return {}
 
-    def network_parameters(self):
-        return list(self.inner.parameters())
+@dataclass
+class _PartlyNaNSDFConfig(IDRSDFNetworkConfig):
+    _target: Type = field(default_factory=lambda: _PartlyNaNSDF)
+
+
+class _PartlyNaNAppearance(SpatialAppearance):
+    """The SIREN appearance, every material output NaN for points with x > 0."""
+
+    def forward(self, x):
+        return {k: _nan_where_positive_x(x, v) for k, v in super().forward(x).items()}
+
+
+@dataclass
+class _PartlyNaNAppearanceConfig(SpatialAppearanceConfig):
+    _target: Type = field(default_factory=lambda: _PartlyNaNAppearance)
+
+
+def _same_settings(config_class, config):
+    """`config`'s settings in `config_class` (a subclass with another network)."""
+    return config_class(**{f.name: getattr(config, f.name) for f in fields(config) if f.init and f.name != "_target"})
 
 
 def _camera(width: int = 16, height: int = 12):
@@ -206,9 +222,13 @@ def _camera(width: int = 16, height: int = 12):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("network", ["sdf_network", "appearance"])
-def test_rays_with_nan_outputs_render_as_counted_misses(make_model, mode, network, capsys):
-    model = make_model(mode)
-    setattr(model.field, network, _NaNWherePositiveX(getattr(model.field, network)))
+def test_rays_with_nan_outputs_render_as_counted_misses(make_model, small_field_config, mode, network, capsys):
+    sdf_field = small_field_config(specular_channels=1 if mode == "volume" else 3)
+    if network == "sdf_network":
+        sdf_field.sdf_network = _same_settings(_PartlyNaNSDFConfig, sdf_field.sdf_network)
+    else:
+        sdf_field.appearance = _same_settings(_PartlyNaNAppearanceConfig, sdf_field.appearance)
+    model = make_model(mode, sdf_field=sdf_field)
     model.eval()
     with torch.no_grad():
         outputs = model.get_outputs_for_camera(_camera())

@@ -332,13 +332,12 @@ def test_triplane_appearance_keeps_the_position_gradient():
     assert float(grad.abs().sum()) > 0
 
 
-def test_triplane_appearance_outputs_and_its_own_param_group(make_model):
+def test_triplane_appearance_outputs_and_its_own_param_group(make_model, small_field_config):
     from neuface_ns.fields.appearance import TriplaneAppearanceConfig
 
-    model = make_model("surface")
-    model.config.sdf_field.appearance = TriplaneAppearanceConfig(num_basis=3, specular_channels=3)
-    torch.manual_seed(0)
-    model = type(model.config)(**{**vars(model.config)}).setup(scene_box=model.scene_box, num_train_data=4)
+    sdf_field = small_field_config(specular_channels=3)
+    sdf_field.appearance = TriplaneAppearanceConfig(num_basis=3, specular_channels=3)
+    model = make_model("surface", sdf_field=sdf_field)
     material = model.field.material(torch.rand(7, 3) * 2 - 1)
     assert {k: tuple(v.shape) for k, v in material.items()} == {
         "roughness": (7, 1), "brdf_coefficients": (7, 3), "albedo": (7, 3), "specular_intensity": (7, 3)}
