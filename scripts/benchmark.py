@@ -122,8 +122,10 @@ def _config_classes() -> Dict[str, type]:
 
     from neuface_ns.data.sampling import MaskBBoxPixelSamplerConfig
     from neuface_ns.fields.appearance import SpatialAppearanceConfig, TriplaneAppearanceConfig
+    from neuface_ns.fields.sdf import ResidualSDFConfig
 
-    classes = (SpatialAppearanceConfig, TriplaneAppearanceConfig, MaskBBoxPixelSamplerConfig, PixelSamplerConfig)
+    classes = (SpatialAppearanceConfig, TriplaneAppearanceConfig, MaskBBoxPixelSamplerConfig, PixelSamplerConfig,
+               ResidualSDFConfig)
     return {cls.__name__: cls for cls in classes}
 
 
@@ -161,7 +163,8 @@ def apply_overrides(config, overrides: List[str]) -> None:
             raise SystemExit(f"benchmark: override {override!r}: {error}") from None
 
 
-def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = ()):
+def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = (),
+          render_mode: Optional[str] = None):
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
@@ -171,6 +174,10 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
         raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
                          f"{sorted(m for m in all_methods if m.startswith('neuface'))}")
     config = copy.deepcopy(all_methods[method])
+    if render_mode is not None:  # the same preset with the other renderer (its own fields at their defaults)
+        from neuface_ns.models import with_render_mode
+
+        config.pipeline.model = with_render_mode(config.pipeline.model, render_mode)
     apply_overrides(config, list(overrides))
     if data is not None:
         config.pipeline.datamanager.data = data
@@ -338,7 +345,7 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     if args.realistic:
         data, needed = realistic_data(method, args.realistic)
         overrides = needed + list(overrides)
-    config, pipeline, optimizers = build(method, data, device, args.seed, overrides)
+    config, pipeline, optimizers = build(method, data, device, args.seed, overrides, args.render_mode)
     data_dir = Path(pipeline.datamanager.dataparser.config.data)
     resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
     keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
@@ -393,6 +400,9 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
             spent += time.perf_counter() - chunk_start
             if step % 250 < chunk:
                 print(f"  step {step}, {spent:.0f} s", file=sys.stderr, flush=True)
+            if args.save_state is not None and args.checkpoint_every > 0 and step % args.checkpoint_every < chunk:
+                save_state(args.save_state, pipeline, step, {**result, "budget_s": spent, "budget_steps": step,
+                                                             "partial": True})
         result["budget_s"] = spent
         result["budget_steps"] = step
         print(f"  {step} steps in {spent:.0f} s; evaluating (held-out views{', relit views' if args.realistic else ''}, "
@@ -400,13 +410,21 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
         if args.save_state is not None:
             result["wall_s"] = time.perf_counter() - wall_start
             result["peak_memory_mb"] = peak_memory_mb(device)
-            torch.save({"pipeline": pipeline.state_dict(), "step": step, "result": result}, args.save_state)
+            save_state(args.save_state, pipeline, step, result)
             print(f"  saved the trained pipeline to {args.save_state}", file=sys.stderr, flush=True)
         if not args.skip_quality:
             result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
     result["wall_s"] = time.perf_counter() - wall_start
     result["peak_memory_mb"] = peak_memory_mb(device)
     return result
+
+
+def save_state(path: Path, pipeline, step: int, result: Dict[str, object]) -> None:
+    """The trained pipeline's state for --load-state, written to a temporary file first (a run killed while saving
+    keeps the previous state)."""
+    partial = path.with_name(path.name + ".tmp")
+    torch.save({"pipeline": pipeline.state_dict(), "step": step, "result": result}, partial)
+    partial.replace(path)
 
 
 def _callback_attributes(optimizers, pipeline):
@@ -460,6 +478,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--save-state", type=Path, default=None,
                         help="after the training budget, save the pipeline's state (and the timings) to this file")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                        help="with --save-state: also save every STEPS steps (a run cut short keeps its last state)")
+    parser.add_argument("--render-mode", choices=("volume", "surface"), default=None,
+                        help="train the preset with this renderer (models.with_render_mode; before --set)")
     parser.add_argument("--skip-quality", action="store_true", help="with --save-state: do not evaluate here")
     parser.add_argument("--load-state", type=Path, default=None,
                         help="do not train: load a state saved with --save-state and evaluate its quality")
