@@ -162,7 +162,7 @@ def extract_mesh(
     del values
     vertices = vertices.astype(np.float64) + lo
     # skimage's winding (gradient_direction="descent") already makes the face normals point towards
-    # increasing SDF, i.e. outwards (the SDF is negative inside); tests/test_export.py checks it.
+    # increasing SDF, i.e. outwards (the SDF is negative inside); tests/exporter/test_export.py checks it.
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     if keep_largest_component:
         mesh = largest_component(mesh)

@@ -4,7 +4,7 @@ Everything that lights the model is a set of SH coefficients [(L+1)^2, C] in thi
 (light.py), the bundled presets and HDR maps (presets.py, environment_map.py) and the relit lights of the viewer
 and scripts (settings.py). This module is the maths they share; it imports nothing else of the package.
 
-Convention (pinned by tests/test_lighting.py against scipy): the orthonormal real SH of
+Convention (pinned by tests/lighting/test_lighting.py against scipy): the orthonormal real SH of
 Wikipedia / graphics, no Condon-Shortley phase left over, index i = l*l + l + m:
 
     Y_l^0  = K_l^0 P_l^0(z)

@@ -16,7 +16,7 @@ from PIL import Image
 from neuface_ns.data.facescape import FaceScapeDataset, NeuFaceFaceScapeDataParserConfig
 from neuface_ns.errors import NeuFaceInputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLIP = np.array([1.0, -1.0, -1.0])
 
 

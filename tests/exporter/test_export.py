@@ -28,7 +28,7 @@ from neuface_ns.exporter import (
 from neuface_ns.exporter.cli import ExportMesh
 from neuface_ns.tools import eval_mesh
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
 EVAL_MESH_WRAPPER = REPO / "scripts" / "eval_mesh.py"  # the old command, a wrapper of the module
 

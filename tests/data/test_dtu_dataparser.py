@@ -24,7 +24,7 @@ from neuface_ns.errors import NeuFaceInputError
 
 from helpers import rotation
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "neuface_ns" / "data" / "sample" / "dtu"
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
 
 from helpers import rotation
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCAN = REPO / "neuface_ns" / "data" / "sample" / "scan"
 
 # a deliberately awkward OpenCV camera: fx != fy, principal point off-centre and not on a half-pixel

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
 SCENE = json.loads((SCAN / "scene.json").read_text())
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_sample_scene.py"
 PACKAGE = ROOT / "scripts" / "sample_scene"
 SAMPLE = ROOT / "neuface_ns" / "data" / "sample" / "dtu"

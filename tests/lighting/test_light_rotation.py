@@ -33,7 +33,7 @@ from neuface_ns.lighting.sh import (
 from neuface_ns.viewer import LIGHTING_PANEL, LightingControls
 
 _spec = importlib.util.spec_from_file_location(
-    "make_light_presets", Path(__file__).resolve().parents[1] / "scripts" / "make_light_presets.py"
+    "make_light_presets", Path(__file__).resolve().parents[2] / "scripts" / "make_light_presets.py"
 )
 _make_light_presets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_make_light_presets)

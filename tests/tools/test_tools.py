@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"eval_mesh": "neuface-eval-mesh", "relight": "neuface-relight", "prepare_facescape": "neuface-prepare-facescape"}
 
 
