@@ -173,7 +173,10 @@ def process(args: ProcessData) -> dict:
         R, t = frame.camera_to_mm(cameras.R[name], cameras.t[name])
         cameras_mm[name] = (cameras.K[name], R, t)
     cameras_unit = {n: (K, R, t / 100.0) for n, (K, R, t) in cameras_mm.items()}
-    masks = masks_module.face_masks({n: images[n] for n in kept}, {n: with_face.get(n) for n in kept}, cameras_unit)
+    points_unit = frame.world_to_unit(cameras.points) if cameras.points is not None else None
+    masks = masks_module.face_masks({n: images[n] for n in kept}, {n: with_face.get(n) for n in kept}, cameras_unit,
+                                    points=points_unit, observers=cameras.observers,
+                                    jaw=frame.world_to_unit(tri.points[list(masks_module.JAW)]))
     median_area = float(np.median([m.sum() for m in masks.values()]))
     for name in list(kept):
         if masks[name].sum() < 0.1 * median_area:

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Cameras:
     reprojection_error_px: float = float("nan")
     num_points: int = 0
     source: str = "colmap"
+    points: Optional[np.ndarray] = None  # [P, 3] world: SfM points (error < 1 px, seen by >= 3 views)
+    observers: Optional[List[List[str]]] = None  # per point: the frame names that see it
 
     def centre(self, name: str) -> np.ndarray:
         return -self.R[name].T @ self.t[name]
@@ -134,6 +136,11 @@ def run_sfm(frames: Frames, work: Path, max_image_size: int = 1600, num_threads:
             rgb = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
             cv2.imwrite(str(frame.path), cv2.undistort(rgb, K, np.array([k, 0.0, 0.0, 0.0])))
         cams.K[frame.name], cams.R[frame.name], cams.t[frame.name] = K, matrix[:, :3], matrix[:, 3]
+    name_of = {image_id: next(f.name for f in frames.frames if f.path.name == image.name)
+               for image_id, image in rec.images.items() if image.name in by_name}
+    good = [p for p in rec.points3D.values() if p.error < 1.0 and p.track.length() >= 3]
+    cams.points = np.array([p.xyz for p in good], dtype=np.float64).reshape(-1, 3)
+    cams.observers = [[name_of[e.image_id] for e in p.track.elements if e.image_id in name_of] for p in good]
     errors = [p.error for p in rec.points3D.values()]
     cams.reprojection_error_px = float(np.mean(errors)) if errors else float("nan")
     cams.num_points = len(errors)
