@@ -43,6 +43,19 @@ def paper_initial_light(order: int = MAX_SH_ORDER) -> torch.Tensor:
     return light
 
 
+def ambient_initial_light(order: int = MAX_SH_ORDER) -> torch.Tensor:
+    """[(order+1)^2, 3]: a uniform grey light (l = 0 only) as bright on average as the paper's initial light. It
+    favours no direction: the paper's l = 1 term lights the face frame from -z, i.e. from behind the face (z points
+    out of the face), and a short training keeps much of whatever direction it starts from."""
+    light = torch.zeros(num_sh_coefficients(order), 3)
+    light[0] = float(torch.tensor(PAPER_INITIAL_LIGHT_L2[0]).mean())
+    return light
+
+
+#: The initial lights a model config can name.
+INITIAL_LIGHTS = {"paper": paper_initial_light, "ambient": ambient_initial_light}
+
+
 class SHEnvironmentLight(nn.Module):
     """One learned RGB environment light, shared by all images (docs/method.md section 3).
 

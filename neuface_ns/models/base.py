@@ -32,7 +32,7 @@ from neuface_ns import losses
 from neuface_ns.calibration import PhotometricCalibration
 from neuface_ns.eval import describe_protocol, masked_image_metrics, predicted_mask
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
-from neuface_ns.lighting.light import SHEnvironmentLight
+from neuface_ns.lighting.light import INITIAL_LIGHTS, SHEnvironmentLight
 from neuface_ns.lighting.settings import active_override
 from neuface_ns.render.shading import shade
 from neuface_ns.render.tracing import TraceResult, sphere_trace, trace_interval
@@ -54,6 +54,9 @@ class NeuFaceBaseModelConfig(ModelConfig):
     sdf_field: NeuFaceFieldConfig = field(default_factory=NeuFaceFieldConfig)
     """SDF + BRDF networks (the attribute name `sdf_field` is what nerfstudio's exporter looks for)."""
     sh_order: int = 10
+    initial_light: Literal["paper", "ambient"] = "paper"
+    """The SH light's initial value: the paper's l <= 2 light, or a uniform grey light of the same mean
+    (lighting/light.py; not in the paper)."""
     bounding_sphere_radius: float = 1.0
     # Sphere tracing (docs/method.md section 2, step 1).
     trace_iterations: int = 10
@@ -142,7 +145,7 @@ class NeuFaceBaseModel(Model):
         super().populate_modules()
         self.collider = None  # the bounding sphere is handled by the tracer
         self.field = self.config.sdf_field.setup()
-        self.light = SHEnvironmentLight(self.config.sh_order)
+        self.light = SHEnvironmentLight(self.config.sh_order, INITIAL_LIGHTS[self.config.initial_light](self.config.sh_order))
         self.calibration = PhotometricCalibration(self.num_train_data, self.config.calibration_latent_dim)
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
         # Viewer panel "NeuFace lighting" (relight, toggle terms when not training); no parameters, so
