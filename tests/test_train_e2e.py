@@ -175,11 +175,12 @@ def test_checkpoint_loads_through_eval_setup_and_renders(e2e):
     assert step == ITERATIONS - 1
     assert Path(checkpoint_path).name == f"step-{ITERATIONS - 1:09d}.ckpt"
 
-    # every tensor of the pipeline equals the checkpoint file's, including the light, latents and beta
+    # every tensor of the pipeline equals the checkpoint file's, including the light, latents and networks
     saved = torch.load(checkpoint_path, map_location="cpu")["pipeline"]
     state = pipeline.state_dict()
-    for key in ("_model.light.coefficients", "_model.calibration.latents", "_model.density.beta_param"):
+    for key in ("_model.light.coefficients", "_model.calibration.latents", "_model.field.integrated_basis.mlp.0.weight"):
         assert key in saved, key
+    assert not any(key.startswith("_model.density.") for key in saved)  # surface rendering has no density beta
     assert set(saved) == set(state)
     for key, value in saved.items():
         assert torch.equal(state[key].cpu(), value), key
@@ -248,7 +249,8 @@ def test_resume_continues_from_the_saved_step(e2e):
     after = torch.load(run_dir / "nerfstudio_models" / f"step-{last:09d}.ckpt", map_location="cpu")
     assert after["step"] == last
     # parameters moved by at most a few Adam steps from the saved ones (lr per group; Adam's step <~ 3 lr)
-    lrs = {"_model.light.coefficients": 5e-3, "_model.calibration.latents": 1e-3, "_model.density.beta_param": 5e-4}
+    lrs = {"_model.light.coefficients": 5e-3, "_model.calibration.latents": 1e-3,
+           "_model.field.integrated_basis.mlp.0.weight": 5e-4}
     for key, lr in lrs.items():
         change = (after["pipeline"][key] - before["pipeline"][key]).abs().max()
         assert float(change) <= 3.5 * lr * RESUME_ITERATIONS, (key, float(change))

@@ -179,6 +179,9 @@ class NeuFaceBaseModel(Model):
 
     # ------------------------------------------------------------------ nerfstudio hooks
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        """Optimiser groups by name (the presets' optimisers use these names): "fields" (networks, the renderer's
+        own parameters), "light", "calibration", and when present the appearance grid's group, the pretrained
+        prior's group and "prior_latents"."""
         prior = self.field.sdf_network
         latents = list(prior.latent_parameters().values())
         network = list(prior.network_parameters())
@@ -244,6 +247,9 @@ class NeuFaceBaseModel(Model):
         return TracedRays(origins, directions, t_near, t_far, valid, trace, trace.hit & valid, fars)
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        """Per-ray outputs [N, C] of a bundle: the display outputs (DISPLAY_OUTPUTS, rgb first) and, in training,
+        the loss inputs. The calibration uses each ray's camera in training, the fixed latent (eval_latent)
+        otherwise; outside training the outputs are detached and non-finite rays drawn as misses."""
         rays = self.trace_rays(ray_bundle)
         if self.training and ray_bundle.camera_indices is not None:
             matrices = self.calibration.matrices(ray_bundle.camera_indices, None)

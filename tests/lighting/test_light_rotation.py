@@ -1,5 +1,5 @@
 """Exact SH light rotation, light presets and the viewer's lighting controls (neuface_ns/lighting/,
-scripts/make_light_presets.py, neuface_ns/viewer.py, the NeuFaceModel hook).
+scripts/make_light_presets.py, neuface_ns/viewer.py, the model hook, models/base.py).
 
 The rotation references are independent of the least-squares construction: evaluating the original light
 at the inversely rotated direction, the closed-form l = 1 block (Y_1 is proportional to (y, z, x)), and the

@@ -1,4 +1,4 @@
-"""NeuFaceModel end to end on random rays (both render modes), photometric calibration, the loss
+"""The NeuFace models end to end on random rays (volume and surface rendering), photometric calibration, the loss
 terms, the mask-alpha schedule and the masked colour-fitted image metrics."""
 
 from __future__ import annotations
