@@ -163,8 +163,7 @@ def apply_overrides(config, overrides: List[str]) -> None:
             raise SystemExit(f"benchmark: override {override!r}: {error}") from None
 
 
-def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = (),
-          render_mode: Optional[str] = None):
+def build(method: str, data: Optional[Path], device: torch.device, seed: int, overrides: List[str] = ()):
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
@@ -174,10 +173,6 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
         raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
                          f"{sorted(m for m in all_methods if m.startswith('neuface'))}")
     config = copy.deepcopy(all_methods[method])
-    if render_mode is not None:  # the same preset with the other renderer (its own fields at their defaults)
-        from neuface_ns.models import with_render_mode
-
-        config.pipeline.model = with_render_mode(config.pipeline.model, render_mode)
     apply_overrides(config, list(overrides))
     if data is not None:
         config.pipeline.datamanager.data = data
@@ -345,7 +340,7 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     if args.realistic:
         data, needed = realistic_data(method, args.realistic)
         overrides = needed + list(overrides)
-    config, pipeline, optimizers = build(method, data, device, args.seed, overrides, args.render_mode)
+    config, pipeline, optimizers = build(method, data, device, args.seed, overrides)
     data_dir = Path(pipeline.datamanager.dataparser.config.data)
     resolution = max(args.mesh_resolution, config.final_mesh_resolution) if args.realistic else args.mesh_resolution
     keep_mesh = args.mesh_dir / f"{(label or method).replace(': ', '_')}.ply" if args.mesh_dir else None
@@ -480,8 +475,6 @@ def main(argv=None) -> int:
                         help="after the training budget, save the pipeline's state (and the timings) to this file")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                         help="with --save-state: also save every STEPS steps (a run cut short keeps its last state)")
-    parser.add_argument("--render-mode", choices=("volume", "surface"), default=None,
-                        help="train the preset with this renderer (models.with_render_mode; before --set)")
     parser.add_argument("--skip-quality", action="store_true", help="with --save-state: do not evaluate here")
     parser.add_argument("--load-state", type=Path, default=None,
                         help="do not train: load a state saved with --save-state and evaluate its quality")
