@@ -115,8 +115,11 @@ def main(argv=None) -> int:
               "dropped": report["dropped"], "sfm_reprojection_error_px": report["cameras"]["sfm_reprojection_error_px"],
               "landmark_triangulation_error_px": report["landmarks"]["triangulation_error_px"],
               "scale": report["scale"]}
-    if not args.video:
-        accuracy = evaluate(scene, args.capture / "truth.npz")
+    index = None
+    if args.video:  # frame n of the video is view n of the render
+        index = {int(v): int(info["source"].split("#")[1]) for v, info in report["views"].items()}
+    if True:
+        accuracy = evaluate(scene, args.capture / "truth.npz", index)
         accuracy["mask_iou"].pop("per_view")
         result["accuracy"] = accuracy
     if args.train:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -57,9 +57,14 @@ def read_scene_masks(scene: Path) -> Dict[int, np.ndarray]:
     return masks
 
 
-def evaluate(scene: Path, truth_path: Path) -> dict:
-    truth = np.load(truth_path)
+def evaluate(scene: Path, truth_path: Path, truth_index: Optional[Dict[int, int]] = None) -> dict:
+    """truth_index: scene view id -> index in truth.npz (default: the same number)."""
+    truth = dict(np.load(truth_path))
     cameras = read_scene_cameras(scene)
+    masks = read_scene_masks(scene)
+    if truth_index is not None:
+        cameras = {truth_index[v]: c for v, c in cameras.items()}
+        masks = {truth_index[v]: m for v, m in masks.items()}
     views = sorted(cameras)
     estimated = np.stack([cameras[v][2] for v in views])
     true_centres = truth["centres_mm"][views]
@@ -69,14 +74,20 @@ def evaluate(scene: Path, truth_path: Path) -> dict:
     centre_error = np.linalg.norm(aligned - true_centres, axis=1) / distance
     rotation_error = np.array([rotation_angle_deg(truth["R_c2w"][v].T @ R @ cameras[v][1]) for v in views])
     nose = s * R @ np.array([0.0, 0.0, 40.0]) + t
-    masks = read_scene_masks(scene)
     ious = {}
     for v, mask in masks.items():
         true_mask = truth["masks"][v]
+        if mask.shape != true_mask.shape:  # e.g. a render upscaled to a video: compare at the truth's size
+            from PIL import Image
+
+            small = Image.fromarray(mask.astype(np.uint8) * 255).resize(true_mask.shape[::-1], Image.BOX)
+            mask = np.asarray(small) > 127
         union = np.logical_or(mask, true_mask).sum()
         ious[v] = float(np.logical_and(mask, true_mask).sum() / union) if union else 1.0
+    width_true = truth["masks"].shape[2]
     focal_true = float(truth["K"][0, 0])
-    focal_error = [abs(cameras[v][0][0, 0] - focal_true) / focal_true for v in views]
+    focal_error = [abs(cameras[v][0][0, 0] * width_true / masks[v].shape[1] - focal_true) / focal_true
+                   if v in masks else 0.0 for v in views]
     return {
         "views_registered": len(views), "views_total": int(len(truth["centres_mm"])),
         "scale_estimated_over_true": 1.0 / s,

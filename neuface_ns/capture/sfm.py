@@ -1,6 +1,8 @@
 """Stage 2, cameras: COLMAP structure from motion through pycolmap (CPU), or the cameras the input came with.
 
-SIFT features (long side capped at `max_image_size`), exhaustive matching with geometric verification, COLMAP's
+SIFT features (long side capped at `max_image_size`, at most `max_features` per image), exhaustive matching for
+photos, sequential matching for a video's frames (each with the next 15 and 2^k further), with geometric
+verification, COLMAP's
 incremental mapper; one SIMPLE_RADIAL camera shared by all frames of a video (or photos of one size), one per
 image otherwise. The largest reconstruction is kept; frames it does not register are dropped (and reported).
 COLMAP's initial pair is chosen closer than its default (see run_sfm), with up to `attempts` random seeds.
@@ -60,9 +62,9 @@ def _cam_from_world(image):
     return pose() if callable(pose) else pose
 
 
-def run_sfm(frames: Frames, work: Path, max_image_size: int = 1600, num_threads: int = 2,
+def run_sfm(frames: Frames, work: Path, max_image_size: int = 1280, num_threads: int = 2,
             min_registered: int = 8, seed: int = 0, attempts: int = 4,
-            camera_model: str = "SIMPLE_RADIAL") -> Cameras:
+            camera_model: str = "SIMPLE_RADIAL", max_features: int = 4096, sequential_overlap: int = 15) -> Cameras:
     import cv2
     import pycolmap
 
@@ -81,12 +83,22 @@ def run_sfm(frames: Frames, work: Path, max_image_size: int = 1600, num_threads:
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
     mode = pycolmap.CameraMode.SINGLE if frames.shared_intrinsics else pycolmap.CameraMode.PER_IMAGE
+    extraction.sift.max_num_features = max_features
     pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader,
                               extraction_options=extraction, device=pycolmap.Device.cpu)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = num_threads
     matching.use_gpu = False
-    pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
+    if frames.kind == "video" and len(names) > 2 * sequential_overlap:
+        # a video's frames are in path order: each is matched with the next `sequential_overlap` ones (and
+        # 2^k further, quadratic overlap), O(n) pairs instead of the O(n^2) of exhaustive matching
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = sequential_overlap
+        pairing.quadratic_overlap = True
+        pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
+                                  device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     # COLMAP's initial pair is drawn at random: a bad draw (e.g. a focal length that runs away with the radial
     # term) registers a few views only. Up to `attempts` seeds; the model that registers the most views wins.
     rec = None
