@@ -86,8 +86,8 @@ def test_set_config_fields_reaches_dataclass_fields_and_optimiser_dicts():
     from neuface_ns.stress import set_config_fields
 
     config = copy.deepcopy(all_methods["neuface-dtu"])
-    set_config_fields(config, {"pipeline.model.num_samples": 5, "optimizers.fields.scheduler.milestones": (1, 2)})
-    assert config.pipeline.model.num_samples == 5
+    set_config_fields(config, {"pipeline.model.dense_steps": 5, "optimizers.fields.scheduler.milestones": (1, 2)})
+    assert config.pipeline.model.dense_steps == 5
     assert config.optimizers["fields"]["scheduler"].milestones == (1, 2)
     assert all_methods["neuface-dtu"].optimizers["fields"]["scheduler"].milestones != (1, 2)
     with pytest.raises(AttributeError, match="nonexistent"):
