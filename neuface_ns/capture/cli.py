@@ -88,7 +88,7 @@ def process(args: ProcessData) -> dict:
     _fail_if_output_exists(args)
     work = args.output_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"input": str(args.input), "kind": kind, "views": {}, "dropped": {}}
+    report: dict = {"input": str(args.input), "kind": kind, "views": {}, "dropped": {}, "without_landmarks": {}}
 
     start = time.time()
     frames = frames_module.load_frames(args.input, work, args.num_frames, args.blur_ratio)
@@ -123,10 +123,10 @@ def process(args: ProcessData) -> dict:
     if len(too_small) > len(images) / 2:
         raise CaptureError(args.input, f"the face is too small in {len(too_small)} of {len(images)} images ({name_list([source_of[n] for n in too_small])}): "
                                        "move closer, so that the face spans at least a third of the frame")
-    for name in no_face:
-        report["dropped"][source_of[name]] = "no face found"
+    # a view without usable landmarks keeps its camera and gets its mask from the 3D hull like the others
+    report["without_landmarks"] = {source_of[n]: "no face found" for n in no_face}
     for name in too_small:
-        report["dropped"][source_of[name]] = "face too small"
+        report["without_landmarks"][source_of[name]] = "face too small"
         detections[name] = None
     timings["landmarks_2d"] = time.time() - start
 
@@ -232,7 +232,8 @@ def main(args: ProcessData) -> int:
     report = process(args)
     dropped = report["dropped"]
     print(f"neuface-process-data: {report['num_kept']} views kept, {len(dropped)} dropped"
-          + (f" ({'; '.join(f'{k}: {v}' for k, v in list(dropped.items())[:6])})" if dropped else ""))
+          + (f" ({'; '.join(f'{k}: {v}' for k, v in list(dropped.items())[:6])})" if dropped else "")
+          + (f"; {len(report['without_landmarks'])} kept without landmarks" if report["without_landmarks"] else ""))
     print(f"neuface-process-data: SfM reprojection {report['cameras']['sfm_reprojection_error_px']} px, landmark "
           f"triangulation {report['landmarks']['triangulation_error_px']['median']} px (median), scale from "
           f"{report['scale']['source']}")
