@@ -57,23 +57,21 @@ def test_training_steps_stay_finite(method, data, extra, seed, threads, generate
     assert result.hit_fraction > 0.05, result  # the rays did reach the surface: the hit paths were exercised
 
 
-def test_stress_run_reports_the_first_non_finite_step():
+def test_stress_run_reports_the_first_non_finite_step(monkeypatch):
     """The checker itself can fail: a light with a NaN coefficient makes the colour loss NaN at step 0."""
     from neuface_ns.lighting import light as lighting
 
-    original = lighting.paper_initial_light
+    original = lighting.INITIAL_LIGHTS["paper"]
 
     def broken(order=lighting.MAX_SH_ORDER):
         light = original(order)
         light[0, 0] = float("nan")
         return light
 
-    lighting.paper_initial_light = broken
-    try:
-        with pytest.raises(NonFiniteStep, match=r"step 0: .*loss"):
-            stress_run("neuface-dtu", None, steps=3, seed=0, threads=1, overrides=SMALL)
-    finally:
-        lighting.paper_initial_light = original
+    # the model builds its light from INITIAL_LIGHTS[config.initial_light] ("paper" in the presets)
+    monkeypatch.setitem(lighting.INITIAL_LIGHTS, "paper", broken)
+    with pytest.raises(NonFiniteStep, match=r"step 0: .*loss"):
+        stress_run("neuface-dtu", None, steps=3, seed=0, threads=1, overrides=SMALL)
 
 
 def test_set_config_fields_reaches_dataclass_fields_and_optimiser_dicts():
