@@ -285,3 +285,19 @@ def test_nerfstudio_dataset_cameras_are_taken_as_they_are(tmp_path):
     result = evaluate(tmp_path / "scene", DATA / "truth.npz")
     assert result["rotation_error_deg"]["max"] < 1e-3 and result["centre_error_fraction"]["max"] < 1e-6
     assert result["nose_tip_error_mm"] <= 3.0 and result["mask_iou"]["mean"] >= 0.9
+
+
+def test_sfm_that_registers_too_few_views_is_one_line(tmp_path):
+    """Eight copies of one photo: a face in every image, but no baseline for structure from motion."""
+    import shutil
+
+    if not DATA.is_dir():
+        pytest.skip("tests/data/capture_james missing")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(8):
+        shutil.copy(DATA / "images" / "003.jpg", photos / f"same{k}.jpg")
+    with pytest.raises(CaptureError) as error:
+        _process(photos, tmp_path / "scene")
+    message = str(error.value)
+    assert "\n" not in message and "structure from motion registered" in message
