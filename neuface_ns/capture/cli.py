@@ -134,7 +134,7 @@ def process(args: ProcessData) -> dict:
     if kind == "nerfstudio":
         cameras = sfm.given_cameras(frames)
     else:
-        cameras = sfm.run_sfm(frames, work, args.max_image_size, args.num_threads, args.min_images,
+        cameras = sfm.run_sfm(frames, work, args.input, args.max_image_size, args.num_threads, args.min_images,
                               camera_model=args.camera_model)
         images = {f.name: frames_module.frame_rgb(f) for f in frames.frames if f.name in cameras.K}  # undistorted
     timings["sfm"] = time.time() - start
@@ -243,7 +243,21 @@ def main(args: ProcessData) -> int:
 
 
 def entrypoint() -> None:
+    import os
+
     import tyro
+
+    import warnings
+
+    # COLMAP's and MediaPipe's C++ logs (glog): warnings and errors only; this tool says what went wrong itself
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from imports
+    try:
+        import pycolmap
+
+        pycolmap.logging.minloglevel = 3
+    except (ImportError, AttributeError):
+        pass
 
     sys.exit(main(tyro.cli(ProcessData)))
 

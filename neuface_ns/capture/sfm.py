@@ -62,8 +62,8 @@ def _cam_from_world(image):
     return pose() if callable(pose) else pose
 
 
-def run_sfm(frames: Frames, work: Path, max_image_size: int = 1280, num_threads: int = 2,
-            min_registered: int = 8, seed: int = 0, attempts: int = 4,
+def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_image_size: int = 1280,
+            num_threads: int = 2, min_registered: int = 8, seed: int = 0, attempts: int = 4,
             camera_model: str = "SIMPLE_RADIAL", max_features: int = 4096, sequential_overlap: int = 15) -> Cameras:
     import cv2
     import pycolmap
@@ -75,6 +75,7 @@ def run_sfm(frames: Frames, work: Path, max_image_size: int = 1280, num_threads:
     sparse.mkdir(parents=True)
     image_dir = frames.frames[0].path.parent
     names = [f.path.name for f in frames.frames]
+    where = input_path or image_dir  # messages name what the user gave
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = num_threads
@@ -123,13 +124,13 @@ def run_sfm(frames: Frames, work: Path, max_image_size: int = 1280, num_threads:
         if rec is not None and rec.num_reg_images() >= 0.9 * len(names):
             break
     if rec is None:
-        raise CaptureError(image_dir, f"structure from motion registered no views of {len(names)}: move around the face "
+        raise CaptureError(where, f"structure from motion registered no views of {len(names)}: move around the face "
                                       "more slowly with more overlap, keep a textured background in view, avoid blur")
     by_name = {image.name: image for image in rec.images.values() if image.has_pose}
     registered = [f for f in frames.frames if f.path.name in by_name]
     if len(registered) < min_registered:
         missing = [f.source for f in frames.frames if f.path.name not in by_name]
-        raise CaptureError(image_dir, f"structure from motion registered only {len(registered)} of {len(names)} views "
+        raise CaptureError(where, f"structure from motion registered only {len(registered)} of {len(names)} views "
                                       f"(not: {name_list(missing)}); at least {min_registered} are needed: add overlapping "
                                       "views, keep a textured background in view, avoid blur and moving backgrounds")
     cams = Cameras({}, {}, {})
