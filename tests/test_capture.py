@@ -218,7 +218,10 @@ def processed_capture(tmp_path_factory):
         pytest.skip("tests/data/capture_james missing")
     out = tmp_path_factory.mktemp("capture") / "scene"
     before = _digest(DATA / "images")
-    report = _process(DATA / "images", out)
+    # metric scale from a known baseline: the true distance between the cameras of two photos
+    centres = np.load(DATA / "truth.npz")["centres_mm"]
+    baseline = ("000.jpg", "007.jpg", float(np.linalg.norm(centres[0] - centres[7])))
+    report = _process(DATA / "images", out, baseline=baseline)
     assert _digest(DATA / "images") == before  # the input is only read
     return out, report
 
@@ -233,6 +236,8 @@ def test_capture_cameras_nose_and_masks_match_the_truth(processed_capture):
     assert result["centre_error_fraction"]["max"] <= 0.01
     assert result["nose_tip_error_mm"] <= 3.0
     assert result["mask_iou"]["mean"] >= 0.9
+    assert result["scale_estimated_over_true"] == pytest.approx(1.0, abs=0.005)  # the baseline's scale
+    assert report["scale"]["source"].startswith("camera baseline")
     assert report["cameras"]["sfm_reprojection_error_px"] < 1.5
     assert report["landmarks"]["triangulation_error_px"]["median"] < report["landmarks"]["threshold_px"]
 
