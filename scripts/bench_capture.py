@@ -3,7 +3,7 @@
 cameras: per-stage time, the accuracy against the truth, and optionally the trained model next to the same
 training on the true cameras. Prints one JSON object and writes it to <work>/bench_capture.json.
 
-    nice -n 10 python scripts/bench_capture.py --capture tests/data/capture_james --work /tmp/bench_capture
+    nice -n 10 python scripts/bench_capture.py --capture tests/capture/capture_james --work /tmp/bench_capture
     nice -n 10 python scripts/bench_capture.py --capture <render> --video       # the photos as a video first
     nice -n 10 python scripts/bench_capture.py --capture <render> --train --steps 2000
 

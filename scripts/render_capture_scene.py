@@ -4,7 +4,7 @@ hand-held capture would see it (background visible, so structure from motion has
 true cameras, face frame and face masks kept apart as the answer key.
 
     nice -n 10 python scripts/render_capture_scene.py --scan-obj <dir>/james.obj --texture <dir>/james.jpg \\
-        --landmarks <dir>/james.ljson --output-dir tests/data/capture_james --num-views 24
+        --landmarks <dir>/james.ljson --output-dir tests/capture/capture_james --num-views 24
 
 Reuses scripts/render_scan_scene.py (camera rig, skin material, environment light, ray-cast face masks) and its
 Blender job (scripts/blender/render_views.py with a "room": a box and cubes with random-coloured 3D Voronoi cells,

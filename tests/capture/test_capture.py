@@ -1,5 +1,5 @@
 """neuface-process-data (neuface_ns/capture): the stages on synthetic cases with known answers, bad input, and
-the whole pipeline on a small Cycles-rendered capture (tests/data/capture_james: 24 views of the menpo3d
+the whole pipeline on a small Cycles-rendered capture (tests/capture/capture_james: 24 views of the menpo3d
 "james" scan in a textured room, rendered by scripts/render_capture_scene.py) given without its cameras,
 checked against the true cameras, nose tip and face masks kept in its truth.npz."""
 
@@ -15,7 +15,7 @@ import pytest
 
 from neuface_ns.capture.errors import CaptureError
 
-DATA = Path(__file__).parent / "data" / "capture_james"
+DATA = Path(__file__).parent / "capture_james"
 
 
 def _random_rotation(rng):
@@ -194,7 +194,7 @@ def test_a_face_too_small_is_one_line(tmp_path):
     from PIL import Image
 
     if not DATA.is_dir():
-        pytest.skip("tests/data/capture_james missing")
+        pytest.skip("tests/capture/capture_james missing")
     photos = tmp_path / "photos"
     photos.mkdir()
     for k, path in enumerate(sorted((DATA / "images").glob("*.jpg"))[:8]):
@@ -215,7 +215,7 @@ def test_a_face_too_small_is_one_line(tmp_path):
 def processed_capture(tmp_path_factory):
     """The 24 rendered photos, without their cameras, through the whole pipeline (SfM included; ~1 min)."""
     if not DATA.is_dir():
-        pytest.skip("tests/data/capture_james missing")
+        pytest.skip("tests/capture/capture_james missing")
     out = tmp_path_factory.mktemp("capture") / "scene"
     before = _digest(DATA / "images")
     # metric scale from a known baseline: the true distance between the cameras of two photos
@@ -270,7 +270,7 @@ def test_nerfstudio_dataset_cameras_are_taken_as_they_are(tmp_path):
     from neuface_ns.capture.evaluate import evaluate
 
     if not DATA.is_dir():
-        pytest.skip("tests/data/capture_james missing")
+        pytest.skip("tests/capture/capture_james missing")
     truth = np.load(DATA / "truth.npz")
     K = truth["K"]
     dataset = tmp_path / "ns"
@@ -297,7 +297,7 @@ def test_sfm_that_registers_too_few_views_is_one_line(tmp_path):
     import shutil
 
     if not DATA.is_dir():
-        pytest.skip("tests/data/capture_james missing")
+        pytest.skip("tests/capture/capture_james missing")
     photos = tmp_path / "photos"
     photos.mkdir()
     for k in range(8):
