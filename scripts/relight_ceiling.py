@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""What a perfect NeuFace-type diffuse model would score on a path-traced scene's held-out views (the ceiling of
+the issue's relighting goals), computed from the scene's ground truth without training anything.
+
+    python scripts/relight_ceiling.py [--scene neuface_ns/data/sample/scan] [--scan james.obj] [--output c.json]
+
+Per held-out view: ray-cast the full scan (trimesh) through every pixel (OpenCV pixel centres) for the hit points
+and smooth normals; take the true diffuse colour (shading/diffuse/<v>.png, sRGB-decoded) and the scene's SH lights
+(lights/train.npy, lights/relight.npy: the environments projected to order 10 by render_scan_scene.py); predict
+
+    sh:      albedo x E_SH(n)                                  (NeuFace's diffuse term, exact light and geometry)
+    sh_vis:  albedo x sum_w L_SH(w) V(x, w) max(0, n.w) dw     (the same with the scan's own occlusion, 512 directions)
+
+encode them as the renders are (exposure picked for the best score, sRGB) and score them with the project's
+protocol (3x3 colour fit, masked PSNR) against the path-traced image under that light (image/ for "train",
+relit/image/ for "relight"). `relight_vs_train_image` is the unrelit baseline of the relit goal (the training-light
+image scored against the relit one). A model without specular can reach at most the `sh` numbers; the gap to a
+perfect render is Cycles' specular, subsurface and interreflection. Needs the scan (scene.json's settings.scan_obj).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from neuface_ns.eval import masked_image_metrics  # noqa: E402
+from neuface_ns.lighting.sh import fibonacci_directions, lambertian_factors, real_spherical_harmonics, sh_degrees  # noqa: E402
+
+ORDER = 10
+
+
+def srgb_decode(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encode(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def sh_basis(directions: np.ndarray) -> np.ndarray:
+    return real_spherical_harmonics(torch.from_numpy(directions), ORDER).double().numpy()
+
+
+def irradiance(normals: np.ndarray, light: np.ndarray) -> np.ndarray:
+    factors = lambertian_factors(ORDER).double()[sh_degrees(ORDER).long()].numpy()
+    return (sh_basis(normals) * factors) @ light
+
+
+def occluded_irradiance(mesh, points: np.ndarray, normals: np.ndarray, light: np.ndarray, count: int) -> np.ndarray:
+    """Monte Carlo (Fibonacci directions) irradiance with visibility against the scan itself."""
+    directions = fibonacci_directions(count).double().numpy()
+    radiance = sh_basis(directions) @ light
+    total = np.zeros((len(points), 3))
+    for w, L in zip(directions, radiance):
+        cosine = normals @ w
+        front = cosine > 0
+        if not front.any():
+            continue
+        origins = points[front] + 1e-3 * normals[front] + 0.05 * w  # mm: off the surface
+        blocked = mesh.ray.intersects_any(origins, np.repeat(w[None], int(front.sum()), 0))
+        total[front] += (~blocked)[:, None] * cosine[front, None] * L[None]
+    return total * 4 * np.pi / count
+
+
+def best_score(linear: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Masked colour-fitted PSNR of the sRGB-encoded prediction at its best exposure (the renders' exposure is a
+    free scale: the model learns it)."""
+    best = -np.inf
+    median = max(float(np.median(linear[mask])), 1e-6)
+    for scale in np.geomspace(0.2, 3.0, 15) * (0.5 / median):
+        predicted = torch.from_numpy(srgb_encode(linear * scale)).float()
+        metrics = masked_image_metrics(predicted, torch.from_numpy(target).float(), torch.from_numpy(mask)[..., None],
+                                       lpips=False)
+        best = max(best, metrics["psnr_masked"])
+    return float(best)
+
+
+def main(argv=None) -> int:
+    import cv2
+    import trimesh
+    from PIL import Image
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scene", type=Path, default=REPO / "neuface_ns" / "data" / "sample" / "scan")
+    p.add_argument("--scan", type=Path, default=None, help="the scan's .obj (default: scene.json's settings.scan_obj)")
+    p.add_argument("--directions", type=int, default=512)
+    p.add_argument("--output", type=Path, default=None)
+    args = p.parse_args(argv)
+    info = json.loads((args.scene / "scene.json").read_text())
+    scan = args.scan or Path(info["settings"]["scan_obj"])
+    if not scan.is_file():
+        print(f"relight_ceiling: {scan}: scan not found (pass --scan)", file=sys.stderr)
+        return 2
+    mesh = trimesh.load(scan, force="mesh", process=False)
+    vertex_normals = np.asarray(mesh.vertex_normals)
+    faces = np.asarray(mesh.faces)
+    cameras = np.load(args.scene / "cameras.npz")
+    lights = {name: np.load(args.scene / "lights" / f"{name}.npy").astype(np.float64) for name in ("train", "relight")}
+    rows = []
+    for view in info["held_out_views"]:
+        K, R, t = cv2.decomposeProjectionMatrix(cameras[f"world_mat_{view}"][:3])[:3]
+        K, centre = K / K[2, 2], (t[:3] / t[3]).ravel()
+        images = {"train": args.scene / "image" / f"{view:03d}.png",
+                  "relight": args.scene / "relit" / "image" / f"{view:03d}.png"}
+        images = {k: np.asarray(Image.open(v).convert("RGB"), dtype=np.float64) / 255.0 for k, v in images.items()}
+        height, width = images["train"].shape[:2]
+        j, i = np.meshgrid(np.arange(width), np.arange(height))
+        pixels = np.stack([j, i, np.ones_like(j)], -1).reshape(-1, 3).astype(np.float64)
+        directions = (np.linalg.inv(K) @ pixels.T).T @ R
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        points, ray, triangle = mesh.ray.intersects_location(np.repeat(centre[None], len(directions), 0), directions,
+                                                             multiple_hits=False)
+        bary = trimesh.triangles.points_to_barycentric(mesh.triangles[triangle], points)
+        normals = (vertex_normals[faces[triangle]] * bary[..., None]).sum(1)
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        covered = np.zeros(height * width, bool)
+        covered[ray] = True
+        mask = (np.asarray(Image.open(args.scene / "mask" / f"{view:03d}.png").convert("L")) > 127)
+        mask &= covered.reshape(height, width)
+        albedo = srgb_decode(np.asarray(Image.open(args.scene / "shading" / "diffuse" / f"{view:03d}.png").convert("RGB"))
+                             / 255.0)
+        row = {"view": view}
+        for name, light in lights.items():
+            for label, values in (("sh", irradiance(normals, light)),
+                                  ("sh_vis", occluded_irradiance(mesh, points, normals, light, args.directions))):
+                shading = np.zeros((height * width, 3))
+                shading[ray] = values
+                row[f"{name}_{label}"] = best_score(albedo * shading.reshape(height, width, 3), images[name], mask)
+        row["relight_vs_train_image"] = float(masked_image_metrics(
+            torch.from_numpy(images["train"]).float(), torch.from_numpy(images["relight"]).float(),
+            torch.from_numpy(mask)[..., None], lpips=False)["psnr_masked"])
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    keys = [k for k in rows[0] if k != "view"]
+    result = {"mean": {k: round(float(np.mean([r[k] for r in rows])), 2) for k in keys}, "views": rows}
+    print(json.dumps(result))
+    if args.output is not None:
+        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
