@@ -77,6 +77,24 @@ def schedule_iterations(config: TrainerConfig, train_images: int) -> int:
     return epochs * train_images if epochs is not None else config.max_num_iterations
 
 
+def schedule_optimizers(config: TrainerConfig, train_images: int) -> Dict[str, dict]:
+    """The preset's optimiser configs with every multi-step schedule in iterations: for the epoch presets
+    max_steps and milestones are read as epochs and multiplied by the training images, otherwise unchanged
+    (a copy either way; one definition for the trainer and the benchmark)."""
+    optimizers = {name: dict(group) for name, group in config.optimizers.items()}
+    if getattr(config, "epochs", None) is None:
+        return optimizers
+    for group in optimizers.values():
+        scheduler = group.get("scheduler")
+        if isinstance(scheduler, MultiStepSchedulerConfig):
+            group["scheduler"] = dataclasses.replace(
+                scheduler,
+                max_steps=scheduler.max_steps * train_images,
+                milestones=tuple(m * train_images for m in scheduler.milestones),
+            )
+    return optimizers
+
+
 class NeuFaceTrainer(Trainer):
     config: NeuFaceTrainerConfig
 
@@ -86,14 +104,7 @@ class NeuFaceTrainer(Trainer):
             total = schedule_iterations(self.config, images)
             cap = self._explicit_iteration_cap()
             self.config.max_num_iterations = total if cap is None else min(cap, total)
-            for group in self.config.optimizers.values():
-                scheduler = group.get("scheduler")
-                if isinstance(scheduler, MultiStepSchedulerConfig):
-                    group["scheduler"] = dataclasses.replace(
-                        scheduler,
-                        max_steps=scheduler.max_steps * images,
-                        milestones=tuple(m * images for m in scheduler.milestones),
-                    )
+            self.config.optimizers = schedule_optimizers(self.config, images)
             CONSOLE.print(
                 f"{self.config.epochs} epochs x {images} training images = {total} iterations"
                 + ("" if cap is None or cap >= total else f"; stopping at --max-num-iterations {cap}")

@@ -167,7 +167,7 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.engine.optimizers import Optimizers
 
-    from neuface_ns.trainer import schedule_iterations
+    from neuface_ns.trainer import schedule_optimizers
 
     if method not in all_methods:
         raise SystemExit(f"benchmark: unknown method {method!r}; NeuFace ones: "
@@ -181,12 +181,7 @@ def build(method: str, data: Optional[Path], device: torch.device, seed: int, ov
     np.random.seed(seed)
     pipeline = config.pipeline.setup(device=device, test_mode="val")
     images = len(pipeline.datamanager.train_dataset)
-    optimizer_config = copy.deepcopy(config.optimizers)
-    total_steps = schedule_iterations(config, images)
-    for group in optimizer_config.values():
-        scheduler = group.get("scheduler")
-        if scheduler is not None and hasattr(scheduler, "max_steps"):
-            scheduler.max_steps = total_steps
+    optimizer_config = schedule_optimizers(config, images)  # the trainer's epoch -> iteration conversion
     optimizers = Optimizers(optimizer_config, pipeline.get_param_groups())
     return config, pipeline, optimizers
 
