@@ -71,10 +71,6 @@ def cpu_default() -> NeuFaceTrainerConfig:
         mask_alpha_milestones=(500, 1000, 1500, 2000, 2500),
         milestone_unit="steps",
         eval_num_rays_per_chunk=4096,
-        # Not in the paper: an L1 prior on the albedo's variation over ~2 mm (models/base.py, losses.py). On the
-        # path-traced scan sample the albedo's correlation with the true shading falls 0.41 -> 0.15 (true colour:
-        # -0.19) at equal PSNR / Chamfer (27.6 -> 27.8 dB, 0.83 mm both; README "Performance").
-        albedo_smoothness_loss_mult=0.5,
     )
     return trainer_config(
         "neuface-dtu",
