@@ -30,20 +30,13 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from neuface_ns.eval import masked_image_metrics  # noqa: E402
 from neuface_ns.lighting.sh import fibonacci_directions, lambertian_factors, real_spherical_harmonics, sh_degrees  # noqa: E402
+from render_scan_scene import srgb_decode, srgb_encode  # noqa: E402  (the renders' own encoding)
 
 ORDER = 10
-
-
-def srgb_decode(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def srgb_encode(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
 def sh_basis(directions: np.ndarray) -> np.ndarray:

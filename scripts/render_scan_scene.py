@@ -390,6 +390,12 @@ def srgb_encode(linear: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
 
 
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] -> linear (the inverse of srgb_encode on [0, 1])."""
+    x = np.asarray(encoded, dtype=np.float64)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
 def read_passes(folder: Path) -> Dict[str, np.ndarray]:
     """The EXRs render_views.py wrote for a view with "passes": name -> [H, W, 3] linear RGB (Image: RGBA)."""
     os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
@@ -438,8 +444,7 @@ def write_shading(out: Path, index: int, passes: Dict[str, np.ndarray], mask: np
     target = np.asarray(Image.open(out / "image" / f"{index:03d}.png").convert("RGB"), dtype=np.float64) / 255.0
     alpha = np.maximum(coverage, 1e-6)[..., None]
     glossy = passes["GlossCol"] * (passes["GlossDir"] + passes["GlossInd"])
-    decoded_base = np.asarray(stored_base, dtype=np.float64) / 255.0
-    decoded_base = np.where(decoded_base <= 0.04045, decoded_base / 12.92, ((decoded_base + 0.055) / 1.055) ** 2.4)
+    decoded_base = srgb_decode(np.asarray(stored_base, dtype=np.float64) / 255.0)
     candidates = {
         "combined": passes["Image"][..., :3],
         "passes": base * shading * coverage[..., None] + glossy,
