@@ -7,8 +7,10 @@ training on the true cameras. Prints one JSON object and writes it to <work>/ben
     nice -n 10 python scripts/bench_capture.py --capture <render> --video       # the photos as a video first
     nice -n 10 python scripts/bench_capture.py --capture <render> --train --steps 2000
 
---video writes the photos as an MJPG video upscaled to --video-size (e.g. 1920x1080) and processes the video
-(frame sampling included), for the time of a phone video's frames at that resolution.
+--video writes the photos as an MJPG video upscaled to --video-height (1080) with their aspect ratio kept (a
+4:3 render becomes 1440x1080; stretching it to 16:9 would give non-square pixels, which no single-focal camera
+model fits) and processes the video (frame sampling included), for the time of a phone video's frames at that
+resolution.
 --train builds a second scene from the true cameras and masks (scan millimetres, the sphere centre as origin),
 trains `neuface-facescape` on both (same steps, seed, downscale), and reports each mesh's Chamfer distance to
 the scan cut to the face sphere (the processed scene's mesh is first mapped to the scan by the similarity that
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--capture", type=Path, required=True, help="a render_capture_scene.py folder (images/, truth.npz)")
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_capture"))
     p.add_argument("--video", action="store_true")
-    p.add_argument("--video-size", type=int, nargs=2, default=(1920, 1080))
+    p.add_argument("--video-height", type=int, default=1080)
     p.add_argument("--num-frames", type=int, default=50)
     p.add_argument("--train", action="store_true")
     p.add_argument("--steps", type=int, default=2000)
@@ -105,7 +107,11 @@ def main(argv=None) -> int:
     source = args.capture / "images"
     if args.video:
         source = args.work / "capture.avi"
-        write_video(sorted((args.capture / "images").glob("*.jpg")), source, args.video_size)
+        frames = sorted((args.capture / "images").glob("*.jpg"))
+        from PIL import Image
+
+        width, height = Image.open(frames[0]).size
+        write_video(frames, source, (round(width * args.video_height / height), args.video_height))
     scene = args.work / "processed" / "scene"
     started = time.time()
     report = process(ProcessData(input=source, output_dir=scene, overwrite=True, num_frames=args.num_frames,
