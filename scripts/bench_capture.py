@@ -15,6 +15,9 @@ resolution.
 trains `neuface-facescape` on both (same steps, seed, downscale), and reports each mesh's Chamfer distance to
 the scan cut to the face sphere (the processed scene's mesh is first mapped to the scan by the similarity that
 aligns its cameras to the true ones).
+--ideal-masks (with --train, photos only) trains a third scene: the processed cameras and face frame with masks
+ray-cast from the scan for the processed face sphere, which separates the masks' share of the difference from
+the cameras' and the frame's.
 """
 
 from __future__ import annotations
@@ -60,6 +63,31 @@ def true_scene(capture: Path, out: Path) -> None:
     write_scene(out, names, images, masks, cameras, np.array([[0.0, 0.0, 40.0]]), 0)
 
 
+def ideal_mask_scene(capture: Path, processed: Path, out: Path, rss, vertices, faces, similarity) -> None:
+    """A copy of the processed scene whose masks (and masked images, from the original photos) are ray-cast from
+    the scan: the visible surface inside the processed face sphere (centre and radius mapped to the scan by the
+    camera similarity)."""
+    import shutil
+
+    import cv2
+
+    s, _, t = similarity
+    truth = np.load(capture / "truth.npz")
+    photos = sorted((capture / "images").glob("*.jpg"))
+    if out.exists():  # this benchmark's own work folder, from an earlier run
+        shutil.rmtree(out)
+    shutil.copytree(processed, out)
+    height, width = truth["masks"].shape[1:]
+    for mask_path in sorted((out / "imface_mask").rglob("*.jpg")):
+        view = int(mask_path.stem)
+        camera = [(truth["R_c2w"][view], truth["centres_mm"][view])]
+        (mask,), _ = rss.face_masks(vertices, faces, t, camera, truth["K"], width, height, radius_mm=100.0 * s)
+        image_path = out / "imface_image" / mask_path.relative_to(out / "imface_mask")
+        cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        masked = cv2.imread(str(photos[view])) * mask[..., None].astype(np.uint8)
+        cv2.imwrite(str(image_path), masked, [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+
 def train(scene: Path, steps: int, downscale: int, log: Path) -> Path:
     command = ["ns-train", "neuface-facescape", "--max-num-iterations", str(steps), "--vis", "tensorboard",
                "--output-dir", str(scene.parent / "outputs"), "--data", str(scene),
@@ -97,8 +125,11 @@ def main(argv=None) -> int:
     p.add_argument("--num-frames", type=int, default=50)
     p.add_argument("--train", action="store_true")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--ideal-masks", action="store_true")
     p.add_argument("--interpupillary-mm", type=float, default=None)
     args = p.parse_args(argv)
+    if args.ideal_masks and (args.video or not args.train):
+        p.error("--ideal-masks needs --train and photos (not --video)")
 
     from neuface_ns.capture.cli import ProcessData, process
     from neuface_ns.capture.evaluate import evaluate, umeyama
@@ -146,7 +177,12 @@ def main(argv=None) -> int:
         s, R, t = umeyama(np.stack([cameras[v][2] for v in views]), truth["centres_mm"][views])
         centre = truth["sphere_centre_mm"]
         runs = {}
-        for name, folder, transform in (("true_cameras", true, (1.0, np.eye(3), centre)), ("processed", scene, (s, R, t))):
+        scenes = [("true_cameras", true, (1.0, np.eye(3), centre)), ("processed", scene, (s, R, t))]
+        if args.ideal_masks:
+            ideal = args.work / "ideal_masks" / "scene"
+            ideal_mask_scene(args.capture, scene, ideal, rss, vertices, faces, (s, R, t))
+            scenes.append(("processed_ideal_masks", ideal, (s, R, t)))
+        for name, folder, transform in scenes:
             start = time.time()
             mesh = train(folder, args.steps, 1, folder.parent / "train.log")
             metrics = chamfer_mm(mesh, vertices, faces, centre, transform)

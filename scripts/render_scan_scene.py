@@ -195,9 +195,9 @@ def write_obj(path: Path, vertices: np.ndarray, uv: np.ndarray, faces: np.ndarra
         f.write("".join(f"f {a}/{a} {b}/{b} {c}/{c}\n" for a, b, c in faces + 1))
 
 
-def face_masks(vertices_mm, faces, centre_mm, cameras_mm, K, width, height):
-    """Per view: pixels whose first hit on the whole scan lies inside the face sphere, and pixels that hit the
-    scan at all (both [H, W] bool; trimesh + embree)."""
+def face_masks(vertices_mm, faces, centre_mm, cameras_mm, K, width, height, radius_mm=FACE_SPHERE_RADIUS_MM):
+    """Per view: pixels whose first hit on the whole scan lies inside the face sphere (`centre_mm`, `radius_mm`),
+    and pixels that hit the scan at all (both [H, W] bool; trimesh + embree)."""
     import trimesh
 
     mesh = trimesh.Trimesh(vertices_mm, faces, process=False)
@@ -207,7 +207,7 @@ def face_masks(vertices_mm, faces, centre_mm, cameras_mm, K, width, height):
         origins = np.broadcast_to(centre, directions.shape)
         locations, ray_ids, _ = mesh.ray.intersects_location(origins, directions, multiple_hits=False)
         mask = np.zeros(width * height, dtype=bool)
-        inside = np.linalg.norm(locations - centre_mm, axis=-1) < FACE_SPHERE_RADIUS_MM
+        inside = np.linalg.norm(locations - centre_mm, axis=-1) < radius_mm
         mask[ray_ids[inside]] = True
         masks.append(mask.reshape(height, width))
         hit = np.zeros(width * height, dtype=bool)
