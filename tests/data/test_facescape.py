@@ -395,6 +395,14 @@ def test_paper_preset_is_the_face_paper_setting():
     assert small.pipeline.model.sdf_field.appearance.num_basis == 3
     assert small.pipeline.model.sdf_field.appearance.specular_channels == 1
     assert small.pipeline.datamanager.dataparser.data == SAMPLE
+    # the CPU default's documented departures from the paper (README "Performance")
+    from neuface_ns.fields.appearance import TriplaneAppearanceConfig
+
+    assert isinstance(small.pipeline.model.sdf_field.appearance, TriplaneAppearanceConfig)
+    assert small.pipeline.model.near_surface_half_width == 0.01
+    assert small.pipeline.model.albedo_smoothness_loss_mult == 0.1
+    assert small.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.5
+    assert m.albedo_smoothness_loss_mult == 0.0 and cfg.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.0
 
 
 def test_pretrained_prior_gets_its_own_groups_and_latent_loss():
