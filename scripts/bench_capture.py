@@ -78,10 +78,11 @@ def ideal_mask_scene(capture: Path, processed: Path, out: Path, rss, vertices, f
         shutil.rmtree(out)
     shutil.copytree(processed, out)
     height, width = truth["masks"].shape[1:]
-    for mask_path in sorted((out / "imface_mask").rglob("*.jpg")):
-        view = int(mask_path.stem)
-        camera = [(truth["R_c2w"][view], truth["centres_mm"][view])]
-        (mask,), _ = rss.face_masks(vertices, faces, t, camera, truth["K"], width, height, radius_mm=100.0 * s)
+    mask_paths = sorted((out / "imface_mask").rglob("*.jpg"))
+    views = [int(path.stem) for path in mask_paths]
+    cameras = [(truth["R_c2w"][view], truth["centres_mm"][view]) for view in views]
+    masks, _ = rss.face_masks(vertices, faces, t, cameras, truth["K"], width, height, radius_mm=100.0 * s)
+    for mask_path, view, mask in zip(mask_paths, views, masks):
         image_path = out / "imface_image" / mask_path.relative_to(out / "imface_mask")
         cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255, [cv2.IMWRITE_JPEG_QUALITY, 95])
         masked = cv2.imread(str(photos[view])) * mask[..., None].astype(np.uint8)

@@ -136,11 +136,10 @@ def carve_under_the_jaw(occupancy: np.ndarray, extent: float, jaw: np.ndarray, d
 
 def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray, R: np.ndarray, t: np.ndarray,
                             width: int, height: int, work_size: int = 400,
-                            candidates: Optional[np.ndarray] = None, radius: float = 1.0) -> np.ndarray:
-    """[H, W] bool: the ray of the pixel meets the hull first inside the sphere of `radius` (face units, 1 =
-    NeuFace's face sphere; R, t map face units to the camera). Marched at a working resolution (long side
-    `work_size`), then resized; only the pixels where `candidates` [H, W] is true are marched (the others are
-    false)."""
+                            candidates: Optional[np.ndarray] = None) -> np.ndarray:
+    """[H, W] bool: the ray of the pixel meets the hull first inside the unit sphere (face units; R, t map face
+    units to the camera). Marched at a working resolution (long side `work_size`), then resized; only the
+    pixels where `candidates` [H, W] is true are marched (the others are false)."""
     import cv2
 
     resolution = occupancy.shape[0]
@@ -170,7 +169,7 @@ def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray,
         any_hit = occupied.any(1)
         first = np.argmax(occupied, axis=1)
         point = points[np.arange(len(d)), first]
-        inside[start:start + 4096] = any_hit & (np.linalg.norm(point, axis=-1) < radius)
+        inside[start:start + 4096] = any_hit & (np.linalg.norm(point, axis=-1) < 1.0)
     image = np.zeros(w * h, dtype=np.uint8)
     image[small] = inside
     return cv2.resize(image.reshape(h, w), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)

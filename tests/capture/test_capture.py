@@ -99,24 +99,24 @@ def test_face_frame_axes_origin_and_scale():
 
 def test_sphere_cut_of_the_first_hit_against_a_ball_in_closed_form():
     """A solid ball of radius a at the origin seen from distance d: every first hit lies at |p| = a (to a voxel),
-    so the mask is the ball's silhouette, a disc of angular radius asin(a / d), when the cut radius exceeds a,
-    and empty when it is below a."""
+    so the mask is the ball's silhouette, a disc of angular radius asin(a / d), when the ball lies inside the unit
+    face sphere (a < 1), and empty when the ball is larger than it (a > 1: its visible surface is outside)."""
     from neuface_ns.capture.masks import first_hit_inside_sphere
 
-    resolution, extent, a, d, f, size = 96, 1.25, 0.8, 4.0, 200.0, 160
+    resolution, extent, d, f, size = 96, 1.25, 4.0, 200.0, 160
     axis = (np.arange(resolution) + 0.5) / resolution * 2 * extent - extent
     X, Y, Z = np.meshgrid(axis, axis, axis, indexing="ij")
-    ball = X**2 + Y**2 + Z**2 < a**2
     R, t = _look_at(np.array([0.0, 0.0, d]))
     K = np.array([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1.0]])
     j, i = np.meshgrid(np.arange(size), np.arange(size))
     angle = np.arctan(np.hypot(j - (size / 2 - 0.5), i - (size / 2 - 0.5)) / f)
+    a = 0.8
     disc = angle < math.asin(a / d)
     voxel_px = f * (2 * extent / resolution) / (d - a)  # a voxel's size at the ball's front, in pixels
     ring = np.abs(angle - math.asin(a / d)) * f < 1.5 * voxel_px
-    inside = first_hit_inside_sphere(ball, extent, K, R, t, size, size, radius=1.0)
+    inside = first_hit_inside_sphere(X**2 + Y**2 + Z**2 < a**2, extent, K, R, t, size, size)
     assert np.mean(inside[~ring] == disc[~ring]) == 1.0
-    assert not first_hit_inside_sphere(ball, extent, K, R, t, size, size, radius=0.7).any()
+    assert not first_hit_inside_sphere(X**2 + Y**2 + Z**2 < 1.15**2, extent, K, R, t, size, size).any()
 
 
 def test_photos_are_turned_by_their_exif_orientation(tmp_path):
