@@ -77,6 +77,7 @@ def ideal_mask_scene(capture: Path, processed: Path, out: Path, rss, vertices, f
     if out.exists():  # this benchmark's own work folder, from an earlier run
         shutil.rmtree(out)
     shutil.copytree(processed, out)
+    shutil.rmtree(out / "imface_loss_mask", ignore_errors=True)  # ray-cast masks are exact: no uncertain band
     height, width = truth["masks"].shape[1:]
     mask_paths = sorted((out / "imface_mask").rglob("*.jpg"))
     views = [int(path.stem) for path in mask_paths]

@@ -50,6 +50,12 @@ class ProcessData:
     """Structure from motion works on images with at most this long side (features), cameras at full size."""
     camera_model: Literal["SIMPLE_RADIAL", "SIMPLE_PINHOLE"] = "SIMPLE_RADIAL"
     """COLMAP camera model (one radial term, or none for images already undistorted)."""
+    uncertain_band_px: int = 1
+    """Pixels (at the printed --downscale-factor) on each side of every mask edge that the photometric loss
+    skips (imface_loss_mask/): the edges come from a voxel hull and a segmentation."""
+    uncertain_depth_mm: float = 0.0
+    """The photometric loss also skips the pixels whose sphere cut the visual hull leaves open: the sphere
+    crosses the hull within this depth behind the hull's first hit (the hull is looser than the head)."""
     test_every: int = 8
     """Every n-th kept view (0, n, 2n, ...) is held out for evaluation."""
     num_threads: int = 2
@@ -177,9 +183,10 @@ def process(args: ProcessData) -> dict:
         cameras_mm[name] = (cameras.K[name], R, t)
     cameras_unit = {n: (K, R, t / 100.0) for n, (K, R, t) in cameras_mm.items()}
     points_unit = frame.world_to_unit(cameras.points) if cameras.points is not None else None
-    masks = masks_module.face_masks({n: images[n] for n in kept}, {n: with_face.get(n) for n in kept}, cameras_unit,
-                                    points=points_unit, observers=cameras.observers,
-                                    jaw=frame.world_to_unit(tri.points[list(masks_module.JAW)]))
+    masks, uncertain = masks_module.face_masks(
+        {n: images[n] for n in kept}, {n: with_face.get(n) for n in kept}, cameras_unit, points=points_unit,
+        observers=cameras.observers, jaw=frame.world_to_unit(tri.points[list(masks_module.JAW)]),
+        depth_margin=args.uncertain_depth_mm / 100.0)
     median_area = float(np.median([m.sum() for m in masks.values()]))
     for name in list(kept):
         if masks[name].sum() < 0.1 * median_area:
@@ -189,23 +196,30 @@ def process(args: ProcessData) -> dict:
 
     start = time.time()
     landmarks_mm = frame.world_to_mm(tri.points)
+    width, height = images[kept[0]].shape[1], images[kept[0]].shape[0]
+    factor = downscale_for(width, height)
+    loss_masks = None
+    if args.uncertain_band_px > 0 or args.uncertain_depth_mm > 0:  # the band is in training pixels
+        loss_masks = {n: ~(masks_module.uncertain_band(masks[n], args.uncertain_band_px * factor) | uncertain[n])
+                      for n in kept}
     # the landmark mesh carries the nose tip as one more vertex (v10[30] of landmark_indices.npz)
     split = output.write_scene(args.output_dir, kept, images, masks, cameras_mm,
                                np.concatenate([landmarks_mm, frame.world_to_mm(frame.nose_tip[None])]), len(landmarks_mm),
-                               args.test_every)
+                               args.test_every, loss_masks=loss_masks)
     labels = {n: f"{int(n)} {source_of[n][-18:]}" for n in kept}
     output.contact_sheet(args.output_dir / "contact_sheet.png", kept, images, masks,
                          {n: (with_face[n].points if n in with_face else None) for n in kept}, labels)
     timings["write"] = time.time() - start
 
-    width, height = images[kept[0]].shape[1], images[kept[0]].shape[0]
-    factor = downscale_for(width, height)
     command = f"ns-train neuface-facescape --data {args.output_dir} neuface-facescape-data --downscale-factor {factor}"
     inliers = tri.error_px[tri.inliers.sum(1) >= 2]
     report.update({
         "views": {f"{int(n)}": {"source": source_of[n], "split": "test" if str(int(n)) in split["test"] else "train",
                                 "landmark_reprojection_median_px": round(tri.per_view_error_px.get(n, float("nan")), 3),
-                                "mask_pixels": int(masks[n].sum())} for n in kept},
+                                "mask_pixels": int(masks[n].sum()),
+                                "loss_skipped_pixels": int((~loss_masks[n]).sum()) if loss_masks else 0} for n in kept},
+        "uncertain_band_px": {"training": args.uncertain_band_px, "full_resolution": args.uncertain_band_px * factor},
+        "uncertain_depth_mm": args.uncertain_depth_mm,
         "num_input": len(frames.frames) + len(frames.dropped), "num_kept": len(kept),
         "cameras": {"source": cameras.source, "sfm_reprojection_error_px": round(cameras.reprojection_error_px, 4),
                     "sfm_points": cameras.num_points, "shared_intrinsics": frames.shared_intrinsics},

@@ -21,7 +21,7 @@ face sphere (100 mm around the point 40 mm behind the nose tip), consistent acro
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -140,6 +140,16 @@ def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray,
     """[H, W] bool: the ray of the pixel meets the hull first inside the unit sphere (face units; R, t map face
     units to the camera). Marched at a working resolution (long side `work_size`), then resized; only the
     pixels where `candidates` [H, W] is true are marched (the others are false)."""
+    return sphere_cut_of_first_hit(occupancy, extent, K, R, t, width, height, 0.0, work_size, candidates)[0]
+
+
+def sphere_cut_of_first_hit(occupancy: np.ndarray, extent: float, K: np.ndarray, R: np.ndarray, t: np.ndarray,
+                            width: int, height: int, depth_margin: float, work_size: int = 400,
+                            candidates: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """([H, W] inside, [H, W] uncertain), both bool. inside: as `first_hit_inside_sphere`. uncertain: the head
+    lies somewhere inside the hull behind its first hit, and within `depth_margin` (face units) behind it the
+    ray's hull points fall on both sides of the sphere, so the sphere cut of that pixel is not decided by the
+    hull (where the hull is looser than the head: the rim of the cheeks and the ears, the top of the forehead)."""
     import cv2
 
     resolution = occupancy.shape[0]
@@ -156,9 +166,12 @@ def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray,
     centre = -R.T @ t
     distance = np.linalg.norm(centre)
     voxel = 2 * extent / resolution
-    steps = np.arange(max(distance - extent * 1.8, 0.0), distance + extent * 1.8, voxel * 0.5)
+    step = voxel * 0.5
+    steps = np.arange(max(distance - extent * 1.8, 0.0), distance + extent * 1.8, step)
+    behind = int(np.ceil(depth_margin / step))  # samples within the margin behind the first hit
     rays = rays.astype(np.float32)
     inside = np.zeros(len(rays), dtype=bool)
+    uncertain = np.zeros(len(rays), dtype=bool)
     for start in range(0, len(rays), 4096):
         d = rays[start:start + 4096]
         points = centre.astype(np.float32)[None, None] + d[:, None] * steps.astype(np.float32)[None, :, None]
@@ -168,20 +181,31 @@ def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray,
         occupied = valid & occupancy[index[..., 0], index[..., 1], index[..., 2]]
         any_hit = occupied.any(1)
         first = np.argmax(occupied, axis=1)
-        point = points[np.arange(len(d)), first]
-        inside[start:start + 4096] = any_hit & (np.linalg.norm(point, axis=-1) < 1.0)
-    image = np.zeros(w * h, dtype=np.uint8)
-    image[small] = inside
-    return cv2.resize(image.reshape(h, w), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        rows = np.arange(len(d))
+        inside_first = any_hit & (np.linalg.norm(points[rows, first], axis=-1) < 1.0)
+        inside[start:start + 4096] = inside_first
+        if behind > 0:
+            later = np.clip(first[:, None] + np.arange(1, behind + 1)[None], 0, len(steps) - 1)
+            candidates_behind = occupied[rows[:, None], later]
+            inside_behind = np.linalg.norm(points[rows[:, None], later], axis=-1) < 1.0
+            uncertain[start:start + 4096] = any_hit & (candidates_behind & (inside_behind != inside_first[:, None])).any(1)
+    outputs = []
+    for values in (inside, uncertain):
+        image = np.zeros(w * h, dtype=np.uint8)
+        image[small] = values
+        outputs.append(cv2.resize(image.reshape(h, w), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool))
+    return outputs[0], outputs[1]
 
 
 def face_masks(images: Dict[str, np.ndarray], detections: Dict[str, Optional[Detection]],
                cameras_unit: Dict[str, tuple], resolution: int = 96, extent: float = 1.25,
                max_votes_against: int = 0, points: Optional[np.ndarray] = None,
                observers: Optional[List[List[str]]] = None, jaw: Optional[np.ndarray] = None,
-               jaw_depth: float = 0.35) -> Dict[str, np.ndarray]:
-    """images: name -> RGB; cameras_unit: name -> (K, R, t) with R, t mapping face units to the camera;
-    points [P, 3] (face units) with their observers (frame names): the SfM lines of sight."""
+               jaw_depth: float = 0.35, depth_margin: float = 0.0) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """(masks, uncertain): name -> [H, W] bool each. images: name -> RGB; cameras_unit: name -> (K, R, t) with
+    R, t mapping face units to the camera; points [P, 3] (face units) with their observers (frame names): the SfM
+    lines of sight; uncertain: the foreground pixels whose sphere cut the hull leaves open within `depth_margin`
+    (`sphere_cut_of_first_hit`)."""
     model = segmentation_model()
     try:
         foregrounds: Dict[str, np.ndarray] = {}
@@ -204,13 +228,29 @@ def face_masks(images: Dict[str, np.ndarray], detections: Dict[str, Optional[Det
     if jaw is not None:
         occupancy = carve_under_the_jaw(occupancy, extent, jaw, jaw_depth)
     masks: Dict[str, np.ndarray] = {}
+    uncertain: Dict[str, np.ndarray] = {}
     for name, rgb in images.items():
         K, R, t = cameras_unit[name]
         height, width = rgb.shape[:2]
-        inside = first_hit_inside_sphere(occupancy, extent, K, R, t, width, height,
-                                         candidates=foregrounds[name] > 0.5)
-        masks[name] = (foregrounds[name] > 0.5) & inside
-    return masks
+        foreground = foregrounds[name] > 0.5
+        inside, open_cut = sphere_cut_of_first_hit(occupancy, extent, K, R, t, width, height, depth_margin,
+                                                   candidates=foreground)
+        masks[name], uncertain[name] = foreground & inside, foreground & open_cut
+    return masks, uncertain
+
+
+def uncertain_band(mask: np.ndarray, width_px: int) -> np.ndarray:
+    """[H, W] bool: the pixels within `width_px` of the mask's edge (chessboard distance), on both sides. The
+    edges come from a voxel hull and a segmentation and are off by about a pixel in places; the scene marks this
+    band "don't care" for the photometric loss (imface_loss_mask/) rather than teach a wrong edge. The image
+    border is not an edge."""
+    if width_px <= 0:
+        return np.zeros(mask.shape, dtype=bool)
+    import cv2
+
+    kernel = np.ones((2 * width_px + 1, 2 * width_px + 1), np.uint8)
+    m = mask.astype(np.uint8)
+    return cv2.dilate(m, kernel).astype(bool) & ~cv2.erode(m, kernel, borderValue=1).astype(bool)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,6 +7,8 @@ under idr/, a contact sheet and the JSON report.
     <scene>/imface_model/1/1_neutral.obj   the triangulated MediaPipe landmarks, face frame mm
     <scene>/imface_image/1/1_neutral/params.json, {train,test}/<v>.jpg   (black outside the mask)
     <scene>/imface_mask/1/1_neutral/{train,test}/<v>.jpg
+    <scene>/imface_loss_mask/1/1_neutral/{train,test}/<v>.png   (when given: 0 on the masks' uncertain edge band,
+                                           which the photometric loss skips)
     <scene>/idr/image/<v>.png, idr/mask/<v>.png, idr/cameras.npz   (world_mat = K [R | t] in mm, scale_mat =
                                            the face sphere: 100 mm around the frame's origin), idr/scene.json
     <scene>/contact_sheet.png, <scene>/capture_report.json
@@ -30,9 +32,11 @@ SUBJECT, EXPRESSION = "1", "1_neutral"
 
 def write_scene(out: Path, names: List[str], images: Dict[str, np.ndarray], masks: Dict[str, np.ndarray],
                 cameras_mm: Dict[str, tuple], landmarks_mm: np.ndarray, nose_index: int,
-                test_every: int = 8, jpeg_quality: int = 95) -> Dict[str, List[str]]:
+                test_every: int = 8, jpeg_quality: int = 95,
+                loss_masks: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, List[str]]:
     """cameras_mm: name -> (K, R, t), world->camera in the face frame's millimetres (origin 40 mm behind the
-    nose tip). Returns the train / test split (view names)."""
+    nose tip). loss_masks: name -> [H, W] bool, the pixels that count in the photometric loss (lossless PNG).
+    Returns the train / test split (view names)."""
     import cv2
 
     views = [str(int(n)) for n in names]  # FaceScape view ids are numbers: 000 -> 0
@@ -54,6 +58,10 @@ def write_scene(out: Path, names: List[str], images: Dict[str, np.ndarray], mask
         split = "test" if view in test else "train"
         _write_jpeg(image_dir / split / f"{view}.jpg", bgr * mask[..., None].astype(np.uint8), jpeg_quality)
         _write_jpeg(mask_dir / split / f"{view}.jpg", mask.astype(np.uint8) * 255, jpeg_quality)
+        if loss_masks is not None:
+            loss_path = out / "imface_loss_mask" / SUBJECT / EXPRESSION / split / f"{view}.png"
+            loss_path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(loss_path), loss_masks[name].astype(np.uint8) * 255)
         params[f"{view}_K"] = K.tolist()
         params[f"{view}_Rt"] = np.concatenate([R, t[:, None]], 1).tolist()
         params[f"{view}_height"], params[f"{view}_width"] = int(mask.shape[0]), int(mask.shape[1])

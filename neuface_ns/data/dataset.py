@@ -4,7 +4,10 @@ Every item is a dict with
     "image_idx": int,
     "image":     float32 tensor [H, W, 3] in [0, 1] (RGB; an alpha channel is composited onto black),
     "fg_mask":   float32 tensor [H, W, 1], 1.0 on the object and 0.0 elsewhere (only if the dataparser gave
-                 ``metadata["fg_mask_filenames"]``).
+                 ``metadata["fg_mask_filenames"]``),
+    "loss_mask": float32 tensor [H, W, 1], 1.0 where the pixel counts in the photometric losses and 0.0 where it
+                 does not (only if the dataparser gave ``metadata["loss_mask_filenames"]``: a capture whose mask
+                 edge is uncertain by a pixel marks that band "don't care" instead of teaching a wrong edge).
 
 nerfstudio's ``PixelSampler.collate_image_dataset_batch`` gathers every tensor in the image batch at the sampled
 pixels (``value[c, y, x]`` for every key except "image_idx"), so a training ray batch carries
@@ -22,7 +25,7 @@ which for f = 1 is "object where value > 127.5". The datamanager's ``camera_res_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +129,12 @@ class NeuFaceDataset(InputDataset):
             raise ValueError(
                 f"{len(self.fg_mask_filenames)} fg_mask_filenames for {len(self)} images in the dataparser outputs"
             )
+        loss = self.metadata.get("loss_mask_filenames")
+        self.loss_mask_filenames = [Path(p) for p in loss] if loss is not None else None
+        if self.loss_mask_filenames is not None and len(self.loss_mask_filenames) != len(self):
+            raise ValueError(
+                f"{len(self.loss_mask_filenames)} loss_mask_filenames for {len(self)} images in the dataparser outputs"
+            )
 
     def _image_path(self, image_idx: int) -> Path:
         return Path(self._dataparser_outputs.image_filenames[image_idx])
@@ -140,24 +149,19 @@ class NeuFaceDataset(InputDataset):
         arr = load_rgb_float(self._image_path(image_idx), self.downscale_factor, self.scale_factor)
         return np.round(arr * 255.0).astype(np.uint8)
 
-    def get_fg_mask(self, image_idx: int) -> Optional[Float[Tensor, "image_height image_width 1"]]:
-        """Foreground mask, float32 [H, W, 1] of 0/1, or None without fg_mask_filenames."""
-        if self.fg_mask_filenames is None:
-            return None
-        mask = load_mask(self.fg_mask_filenames[image_idx], self.downscale_factor, self.scale_factor)
-        return torch.from_numpy(mask[:, :, None].astype(np.float32))
-
     def get_metadata(self, data: Dict) -> Dict:
         image_idx = data["image_idx"]
-        fg_mask = self.get_fg_mask(image_idx)
-        if fg_mask is None:
-            return {}
         image_hw = tuple(data["image"].shape[:2])
-        if tuple(fg_mask.shape[:2]) != image_hw:
-            assert self.fg_mask_filenames is not None
-            raise NeuFaceInputError(
-                self.fg_mask_filenames[image_idx],
-                f"mask loads as {fg_mask.shape[1]}x{fg_mask.shape[0]} but its image "
-                f"{self._image_path(image_idx).name} loads as {image_hw[1]}x{image_hw[0]}",
-            )
-        return {"fg_mask": fg_mask}
+        out = {}
+        for key, filenames in (("fg_mask", self.fg_mask_filenames), ("loss_mask", self.loss_mask_filenames)):
+            if filenames is None:
+                continue
+            mask = load_mask(filenames[image_idx], self.downscale_factor, self.scale_factor)
+            if mask.shape[:2] != image_hw:
+                raise NeuFaceInputError(
+                    filenames[image_idx],
+                    f"mask loads as {mask.shape[1]}x{mask.shape[0]} but its image "
+                    f"{self._image_path(image_idx).name} loads as {image_hw[1]}x{image_hw[0]}",
+                )
+            out[key] = torch.from_numpy(mask[:, :, None].astype(np.float32))
+        return out

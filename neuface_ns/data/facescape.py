@@ -8,6 +8,9 @@ Layout under ``data`` (the root)::
                                                     "<v>_valid" (optional; false: the view is skipped)
     imface_image/<id>/<e>_<expr>/{train,test}/<v>.jpg
     imface_mask/<id>/<e>_<expr>/{train,test}/<v>.jpg    face where the (area-downscaled) value > 0.5
+    imface_loss_mask/<id>/<e>_<expr>/{train,test}/<v>.png   optional, not in FaceScape: pixels that count in the
+                                                    photometric loss (> 0.5); neuface-process-data writes it with
+                                                    the uncertain band around each mask's edge at 0
     imface_model/<id>/<e>_<expr>.obj                TU mesh; vertex v10[30] is the nose tip
 
 ``Rt_scale_dict.json`` and ``landmark_indices.npz`` are not in the FaceScape dataset zips: they come with the
@@ -398,11 +401,21 @@ class NeuFaceFaceScapeDataParser(DataParser):
         frame = load_face_frame(root, self.config.subject_id, self.config.expression_id)
 
         images, masks, intrinsics, c2ws, sizes = [], [], [], [], []
+        loss_mask_dir = root / "imface_loss_mask" / mask_dir.relative_to(root / "imface_mask") / folder
+        loss_masks: Optional[List[Path]] = [] if loss_mask_dir.is_dir() else None
         distorted = []
         for view, img_path in views.items():
             mask_path = _find_view_file(mask_dir / folder, view)
             if mask_path is None:
                 raise NeuFaceInputError(mask_dir / folder / f"{view}.jpg", f"missing mask for image {img_path}")
+            if loss_masks is not None:
+                loss_path = _find_view_file(loss_mask_dir, view)
+                if loss_path is None or image_size(loss_path) != image_size(mask_path):
+                    problem = "missing" if loss_path is None else "not the size of its mask " + str(mask_path)
+                    raise NeuFaceInputError(loss_path or loss_mask_dir / f"{view}.png",
+                                            f"loss mask {problem} for image {img_path} (delete {loss_mask_dir} "
+                                            "to train without loss masks)")
+                loss_masks.append(loss_path)
             K, R, t = camera_from_params(params, view, params_path)
             dist = params.get(f"{view}_distortion")
             if dist is not None and np.any(np.abs(np.asarray(dist, dtype=np.float64)) > 0):
@@ -428,7 +441,6 @@ class NeuFaceFaceScapeDataParser(DataParser):
                 "the NeuFace layout expects undistorted images (scripts/prepare_facescape.py undistorts them)"
             )
 
-        n = len(images)
         intr = torch.tensor(np.asarray(intrinsics), dtype=torch.float32)
         size = torch.tensor(sizes, dtype=torch.int64)
         cameras = Cameras(
@@ -452,6 +464,7 @@ class NeuFaceFaceScapeDataParser(DataParser):
             dataparser_scale=1.0 / MM_PER_UNIT,
             metadata={
                 "fg_mask_filenames": masks,
+                **({"loss_mask_filenames": loss_masks} if loss_masks is not None else {}),
                 "downscale_factor": factor,
                 "black_background": True,
                 "facescape": {

@@ -172,10 +172,14 @@ class NeuFaceBaseModel(Model):
         return []
 
     def _colour_losses(self, outputs, batch, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The photometric terms (weighted): the mean L1 colour loss over every ray."""
+        """The photometric terms (weighted): the mean L1 colour loss over every ray whose pixel counts."""
         if self.config.color_loss_mult <= 0:
             return {}
-        return {"color_loss": self.config.color_loss_mult * losses.color_loss(outputs["rgb"], image)}
+        rgb = outputs["rgb"]
+        counted = counted_rays(batch, self.device)
+        if counted is not None:
+            rgb, image = rgb[counted], image[counted]
+        return {"color_loss": self.config.color_loss_mult * losses.color_loss(rgb, image)}
 
     # ------------------------------------------------------------------ nerfstudio hooks
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -389,6 +393,15 @@ class NeuFaceBaseModel(Model):
             "depth": depth,
         }
         return metrics, images
+
+
+def counted_rays(batch: Dict[str, torch.Tensor], device) -> Optional[torch.Tensor]:
+    """[N] bool: the training rays whose pixels count in the photometric losses, from the batch's "loss_mask"
+    (a capture's uncertain band around the mask edge is 0 there); None when the dataset gave no loss mask."""
+    loss_mask = batch.get("loss_mask")
+    if loss_mask is None:
+        return None
+    return loss_mask.to(device).reshape(-1) > 0.5
 
 
 def scatter_rays(per_ray: Dict[str, torch.Tensor], rays: torch.Tensor, n: int) -> Dict[str, torch.Tensor]:

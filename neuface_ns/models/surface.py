@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 
 from neuface_ns import losses
-from neuface_ns.models.base import SHADED_OUTPUTS, NeuFaceBaseModel, NeuFaceBaseModelConfig, TracedRays, scatter_rays
+from neuface_ns.models.base import (
+    SHADED_OUTPUTS,
+    NeuFaceBaseModel,
+    NeuFaceBaseModelConfig,
+    TracedRays,
+    counted_rays,
+    scatter_rays,
+)
 from neuface_ns.render.surface import differentiable_surface_points
 
 #: State-dict key of the density beta that runs trained before the volume / surface split stored in surface mode
@@ -136,12 +143,14 @@ class NeuFaceSurfaceModel(NeuFaceBaseModel):
         cfg = self.config
         object_mask = batch["fg_mask"].to(self.device).reshape(-1, 1) > 0.5
         hit = outputs["network_hit"]
+        counted = counted_rays(batch, self.device)  # rays on an uncertain mask edge teach neither term
+        counted = torch.ones_like(hit) if counted is None else counted.reshape(-1, 1)
         loss_dict: Dict[str, torch.Tensor] = {}
         if cfg.color_loss_mult > 0:
-            selected_color = (hit & object_mask).reshape(-1)
+            selected_color = (hit & object_mask & counted).reshape(-1)
             loss_dict["color_loss"] = cfg.color_loss_mult * losses.color_loss(outputs["rgb"], image, selected_color)
         if cfg.mask_loss_mult > 0:
-            selected_mask = (~(hit & object_mask) & outputs["mask_rays"]).reshape(-1)
+            selected_mask = (~(hit & object_mask) & outputs["mask_rays"] & counted).reshape(-1)
             loss_dict["mask_loss"] = cfg.mask_loss_mult * losses.idr_mask_loss(
                 outputs["min_sdf"], object_mask, selected_mask, self.current_mask_alpha
             )

@@ -119,6 +119,28 @@ def test_sphere_cut_of_the_first_hit_against_a_ball_in_closed_form():
     assert not first_hit_inside_sphere(X**2 + Y**2 + Z**2 < 1.15**2, extent, K, R, t, size, size).any()
 
 
+@pytest.mark.parametrize("width", [1, 2])
+def test_uncertain_band_is_every_pixel_within_its_width_of_the_edge(width):
+    """Against scipy's chessboard distance transform: a pixel is in the band when the nearest pixel of the other
+    class is at most `width` away; a mask touching the image border has no edge there; width 0 is no band."""
+    from scipy.ndimage import distance_transform_cdt
+
+    from neuface_ns.capture.masks import uncertain_band
+
+    i, j = np.mgrid[0:40, 0:50]
+    mask = ((i - 18) ** 2 + (j - 20) ** 2 < 12**2) | ((j > 38) & (i < 25))  # a disc and a block on the border
+    # the mask extended past the image border by copying its edge pixels: the border is no edge
+    pad = width + 1
+    padded = np.pad(mask, pad, mode="edge")
+    to_outside = distance_transform_cdt(padded, metric="chessboard")[pad:-pad, pad:-pad]  # inside: to the outside
+    to_inside = distance_transform_cdt(~padded, metric="chessboard")[pad:-pad, pad:-pad]
+    expected = np.where(mask, to_outside <= width, to_inside <= width)
+    band = uncertain_band(mask, width)
+    np.testing.assert_array_equal(band, expected)
+    assert band[mask].sum() > 0 and band[~mask].sum() > 0
+    assert not uncertain_band(mask, 0).any()
+
+
 def test_photos_are_turned_by_their_exif_orientation(tmp_path):
     from PIL import Image
 
@@ -276,6 +298,15 @@ def test_capture_scene_is_what_the_dataparsers_read(processed_capture):
     assert "ns-train neuface-facescape --data" in report["train_command"]
     parser = NeuFaceFaceScapeDataParserConfig(data=out, downscale_factor=1).setup()
     train, test = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("test")
+    # the loss masks skip exactly the masks' uncertain band (1 px each side at this capture's factor 1)
+    from PIL import Image
+
+    from neuface_ns.capture.masks import uncertain_band
+
+    assert report["uncertain_band_px"] == {"training": 1, "full_resolution": 1}
+    for mask_path, loss_path in zip(train.metadata["fg_mask_filenames"], train.metadata["loss_mask_filenames"]):
+        mask = np.asarray(Image.open(mask_path)) > 127
+        np.testing.assert_array_equal(np.asarray(Image.open(loss_path)) > 127, ~uncertain_band(mask, 1))
     assert len(train.image_filenames) + len(test.image_filenames) == 24 and len(test.image_filenames) == 3
     # every camera is outside the unit face sphere and looks at it
     centres = train.cameras.camera_to_worlds[:, :, 3].numpy()

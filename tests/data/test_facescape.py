@@ -306,6 +306,27 @@ def test_missing_mask(layout):
     _raises(layout, mask)
 
 
+def test_loss_masks_are_optional_and_load_as_their_own_entry(layout):
+    """imface_loss_mask/ (written by neuface-process-data) reaches the batch as "loss_mask", pixel for pixel;
+    a view without one stops with one line naming the missing file."""
+    assert "loss_mask_filenames" not in parse_layout(layout).metadata
+    folder = layout["root"] / "imface_loss_mask" / "3" / layout["expr"] / "train"
+    folder.mkdir(parents=True)
+    skip = np.full((16, 24), 255, np.uint8)
+    skip[3:5, :] = 0  # two rows the loss skips
+    for v in (1, 2, 3):
+        Image.fromarray(skip).save(folder / f"{v}.png")
+    out = parse_layout(layout)
+    assert [p.stem for p in out.metadata["loss_mask_filenames"]] == [p.stem for p in out.image_filenames]
+    item = FaceScapeDataset(out)[0]
+    np.testing.assert_array_equal(item["loss_mask"][..., 0].numpy(), (skip > 127).astype(np.float32))
+    assert item["fg_mask"].shape == item["loss_mask"].shape
+    (folder / "2.png").unlink()
+    _raises(layout, folder / "2.png")
+    Image.fromarray(skip[:8]).save(folder / "2.png")
+    _raises(layout, "not the size of its mask")
+
+
 def test_missing_rt_scale_entry(layout):
     path = layout["root"] / "Rt_scale_dict.json"
     table = json.loads(path.read_text())

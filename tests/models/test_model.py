@@ -328,6 +328,34 @@ def test_loss_weights_and_switches(make_model, mode):
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_rays_outside_the_loss_mask_teach_nothing(make_model, mode):
+    """A capture's uncertain mask edge ("loss_mask" 0): whatever the image and the object mask say there, the
+    photometric terms are the same; volume mode averages over the counted rays only; all rays skipped gives 0."""
+    model = make_model(mode)
+    model.train()
+    n = 48
+    outputs = model(_rays(n))
+    batch = _batch(n)
+    counted = torch.arange(n) % 3 != 0
+    batch["loss_mask"] = counted[:, None].float()
+    reference = model.get_loss_dict(outputs, batch)
+    garbled = dict(batch)
+    garbled["image"] = torch.where(counted[:, None], batch["image"], 1.0 - batch["image"])
+    garbled["fg_mask"] = torch.where(counted[:, None], batch["fg_mask"], 1.0 - batch["fg_mask"])
+    for name, value in model.get_loss_dict(outputs, garbled).items():
+        assert float(value) == pytest.approx(float(reference[name]), rel=1e-6), name
+    rgb, image = outputs["rgb"].detach(), batch["image"]
+    if mode == "volume":
+        expected = (rgb[counted] - image[counted]).abs().mean()
+    else:
+        selected = counted & outputs["network_hit"].reshape(-1) & (batch["fg_mask"].reshape(-1) > 0.5)
+        expected = (rgb[selected] - image[selected]).abs().sum() / (3 * n)
+    assert float(reference["color_loss"]) == pytest.approx(model.config.color_loss_mult * float(expected), rel=1e-5)
+    batch["loss_mask"] = torch.zeros(n, 1)
+    assert float(model.get_loss_dict(outputs, batch)["color_loss"]) == 0.0
+
+
 def test_mask_alpha_doubles_at_milestones(make_model):
     model = make_model("surface", num_train_data=4)  # milestones in epochs: x 4 images
     attrs = TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=None, trainer=None)
