@@ -53,9 +53,10 @@ class ProcessData:
     uncertain_band_px: int = 1
     """Pixels (at the printed --downscale-factor) on each side of every mask edge that the photometric loss
     skips (imface_loss_mask/): the edges come from a voxel hull and a segmentation."""
-    uncertain_depth_mm: float = 0.0
+    uncertain_depth_mm: float = 10.0
     """The photometric loss also skips the pixels whose sphere cut the visual hull leaves open: the sphere
-    crosses the hull within this depth behind the hull's first hit (the hull is looser than the head)."""
+    crosses the hull within this depth behind the hull's first hit (the hull is looser than the head). On the
+    rendered capture 10 mm took the trained face Chamfer from 2.33 mm (edge band alone) to 1.95 mm; 0 turns it off."""
     test_every: int = 8
     """Every n-th kept view (0, n, 2n, ...) is held out for evaluation."""
     num_threads: int = 2
