@@ -7,8 +7,8 @@ under idr/, a contact sheet and the JSON report.
     <scene>/imface_model/1/1_neutral.obj   the triangulated MediaPipe landmarks, face frame mm
     <scene>/imface_image/1/1_neutral/params.json, {train,test}/<v>.jpg   (black outside the mask)
     <scene>/imface_mask/1/1_neutral/{train,test}/<v>.jpg
-    <scene>/imface_loss_mask/1/1_neutral/{train,test}/<v>.png   (when given: 0 on the masks' uncertain edge band,
-                                           which the photometric loss skips)
+    <scene>/imface_loss_mask/1/1_neutral/{train,test}/<v>.png   (when given: 0 where the mask is uncertain, its
+                                           edge band and open sphere cuts, which the photometric loss skips)
     <scene>/idr/image/<v>.png, idr/mask/<v>.png, idr/cameras.npz   (world_mat = K [R | t] in mm, scale_mat =
                                            the face sphere: 100 mm around the frame's origin), idr/scene.json
     <scene>/contact_sheet.png, <scene>/capture_report.json

@@ -6,8 +6,8 @@ Every item is a dict with
     "fg_mask":   float32 tensor [H, W, 1], 1.0 on the object and 0.0 elsewhere (only if the dataparser gave
                  ``metadata["fg_mask_filenames"]``),
     "loss_mask": float32 tensor [H, W, 1], 1.0 where the pixel counts in the photometric losses and 0.0 where it
-                 does not (only if the dataparser gave ``metadata["loss_mask_filenames"]``: a capture whose mask
-                 edge is uncertain by a pixel marks that band "don't care" instead of teaching a wrong edge).
+                 does not (only if the dataparser gave ``metadata["loss_mask_filenames"]``: a capture marks the
+                 pixels whose mask value it is unsure of "don't care" instead of teaching a wrong edge).
 
 nerfstudio's ``PixelSampler.collate_image_dataset_batch`` gathers every tensor in the image batch at the sampled
 pixels (``value[c, y, x]`` for every key except "image_idx"), so a training ray batch carries
