@@ -134,22 +134,16 @@ def carve_under_the_jaw(occupancy: np.ndarray, extent: float, jaw: np.ndarray, d
     return occupancy & ~carve
 
 
-def first_hit_inside_sphere(occupancy: np.ndarray, extent: float, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-                            width: int, height: int, work_size: int = 400,
-                            candidates: Optional[np.ndarray] = None) -> np.ndarray:
-    """[H, W] bool: the ray of the pixel meets the hull first inside the unit sphere (face units; R, t map face
-    units to the camera). Marched at a working resolution (long side `work_size`), then resized; only the
-    pixels where `candidates` [H, W] is true are marched (the others are false)."""
-    return sphere_cut_of_first_hit(occupancy, extent, K, R, t, width, height, 0.0, work_size, candidates)[0]
-
-
 def sphere_cut_of_first_hit(occupancy: np.ndarray, extent: float, K: np.ndarray, R: np.ndarray, t: np.ndarray,
                             width: int, height: int, depth_margin: float, work_size: int = 400,
                             candidates: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """([H, W] inside, [H, W] uncertain), both bool. inside: as `first_hit_inside_sphere`. uncertain: the head
-    lies somewhere inside the hull behind its first hit, and within `depth_margin` (face units) behind it the
-    ray's hull points fall on both sides of the sphere, so the sphere cut of that pixel is not decided by the
-    hull (where the hull is looser than the head: the rim of the cheeks and the ears, the top of the forehead)."""
+    """([H, W] inside, [H, W] uncertain), both bool; R, t map face units to the camera.
+
+    inside: the pixel's ray meets the hull first inside the unit sphere. uncertain: the head lies somewhere inside
+    the hull behind its first hit, and within `depth_margin` (face units) behind it the ray's hull points fall on
+    both sides of the sphere, so the hull does not decide that pixel's sphere cut (where the hull is looser than
+    the head: the rim of the cheeks and the ears, the top of the forehead). Marched at a working resolution (long
+    side `work_size`), then resized; only the pixels where `candidates` [H, W] is true are marched."""
     import cv2
 
     resolution = occupancy.shape[0]

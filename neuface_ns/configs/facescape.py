@@ -20,8 +20,9 @@
   steps 1300 and 1750). Not in the paper, each measured on the path-traced scan sample and the bundled synthetic
   sample (README "Performance"): the tri-plane appearance of `neuface-dtu` instead of the SIREN, the foreground
   half of the rays, an albedo-smoothness prior (weight 0.1) and the wider sample band. Sized so the bundled
-  synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, 2026-11-26). (With P at the full lr the initial
-  sphere collapses within a few dozen steps on CPU; at lr / 100 the appearance sometimes falls into all-black.)
+  synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, 2026-11-26). (With
+  P at the full lr the initial sphere collapses within a few dozen steps on CPU; at lr / 100 the appearance
+  sometimes falls into all-black.)
 
 All images of the split are cached once (FaceScape mixes camera resolutions, so they are collated as per-image
 lists); the "one image per step" of the paper is done by the pixel sampler, not by re-reading an image every step.

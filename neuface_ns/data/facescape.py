@@ -9,8 +9,8 @@ Layout under ``data`` (the root)::
     imface_image/<id>/<e>_<expr>/{train,test}/<v>.jpg
     imface_mask/<id>/<e>_<expr>/{train,test}/<v>.jpg    face where the (area-downscaled) value > 0.5
     imface_loss_mask/<id>/<e>_<expr>/{train,test}/<v>.png   optional, not in FaceScape: pixels that count in the
-                                                    photometric loss (> 0.5); neuface-process-data writes it with
-                                                    the uncertain band around each mask's edge at 0
+                                                    photometric loss (> 0.5); neuface-process-data writes 0 where
+                                                    it is unsure of the mask (its edge, open sphere cuts)
     imface_model/<id>/<e>_<expr>.obj                TU mesh; vertex v10[30] is the nose tip
 
 ``Rt_scale_dict.json`` and ``landmark_indices.npz`` are not in the FaceScape dataset zips: they come with the
@@ -408,14 +408,6 @@ class NeuFaceFaceScapeDataParser(DataParser):
             mask_path = _find_view_file(mask_dir / folder, view)
             if mask_path is None:
                 raise NeuFaceInputError(mask_dir / folder / f"{view}.jpg", f"missing mask for image {img_path}")
-            if loss_masks is not None:
-                loss_path = _find_view_file(loss_mask_dir, view)
-                if loss_path is None or image_size(loss_path) != image_size(mask_path):
-                    problem = "missing" if loss_path is None else "not the size of its mask " + str(mask_path)
-                    raise NeuFaceInputError(loss_path or loss_mask_dir / f"{view}.png",
-                                            f"loss mask {problem} for image {img_path} (delete {loss_mask_dir} "
-                                            "to train without loss masks)")
-                loss_masks.append(loss_path)
             K, R, t = camera_from_params(params, view, params_path)
             dist = params.get(f"{view}_distortion")
             if dist is not None and np.any(np.abs(np.asarray(dist, dtype=np.float64)) > 0):
@@ -428,6 +420,14 @@ class NeuFaceFaceScapeDataParser(DataParser):
                 )
             if width // factor < 1 or height // factor < 1:
                 raise NeuFaceInputError(img_path, f"image ({width}x{height}) is smaller than downscale_factor {factor}")
+            if loss_masks is not None:
+                loss_path = _find_view_file(loss_mask_dir, view)
+                if loss_path is None:
+                    raise NeuFaceInputError(loss_mask_dir / f"{view}.png", f"missing loss mask for image {img_path} "
+                                            f"(delete {loss_mask_dir} to train without loss masks)")
+                if image_size(loss_path) != mask_size:
+                    raise NeuFaceInputError(loss_path, f"loss mask is not the size of its mask {mask_path}")
+                loss_masks.append(loss_path)
             c2w = frame.camera_to_world(R, t)
             c2w[:3, 1:3] *= -1  # OpenCV (y down, z forward) -> OpenGL (y up, z back)
             images.append(img_path)

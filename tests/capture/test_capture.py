@@ -101,7 +101,7 @@ def test_sphere_cut_of_the_first_hit_against_a_ball_in_closed_form():
     """A solid ball of radius a at the origin seen from distance d: every first hit lies at |p| = a (to a voxel),
     so the mask is the ball's silhouette, a disc of angular radius asin(a / d), when the ball lies inside the unit
     face sphere (a < 1), and empty when the ball is larger than it (a > 1: its visible surface is outside)."""
-    from neuface_ns.capture.masks import first_hit_inside_sphere
+    from neuface_ns.capture.masks import sphere_cut_of_first_hit
 
     resolution, extent, d, f, size = 96, 1.25, 4.0, 200.0, 160
     axis = (np.arange(resolution) + 0.5) / resolution * 2 * extent - extent
@@ -114,9 +114,9 @@ def test_sphere_cut_of_the_first_hit_against_a_ball_in_closed_form():
     disc = angle < math.asin(a / d)
     voxel_px = f * (2 * extent / resolution) / (d - a)  # a voxel's size at the ball's front, in pixels
     ring = np.abs(angle - math.asin(a / d)) * f < 1.5 * voxel_px
-    inside = first_hit_inside_sphere(X**2 + Y**2 + Z**2 < a**2, extent, K, R, t, size, size)
+    inside, _ = sphere_cut_of_first_hit(X**2 + Y**2 + Z**2 < a**2, extent, K, R, t, size, size, 0.0)
     assert np.mean(inside[~ring] == disc[~ring]) == 1.0
-    assert not first_hit_inside_sphere(X**2 + Y**2 + Z**2 < 1.15**2, extent, K, R, t, size, size).any()
+    assert not sphere_cut_of_first_hit(X**2 + Y**2 + Z**2 < 1.15**2, extent, K, R, t, size, size, 0.0)[0].any()
 
 
 def test_open_sphere_cut_behind_the_first_hit_in_closed_form():
