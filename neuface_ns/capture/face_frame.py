@@ -1,6 +1,7 @@
 """Stage 4, NeuFace's face frame from the triangulated landmarks, and the metric scale.
 
-Nose tip: the midpoint of MediaPipe's landmarks 1 and 4 (the pronasale lies between them).
+Nose tip: the midpoint of MediaPipe's landmarks 1 and 4 (the pronasale lies between them), then moved along z
+onto the skin by photo-consistency (`nose_depth.py`, applied by the CLI).
 Axes: x from the subject's right iris centre to the left one (x points to the subject's left), y from the mouth
 (mean of its corners) up to the middle of the eyes, made orthogonal to x, z = x cross y out of the face (the
 side the cameras are on). Origin: 40 mm behind the nose tip along z. 100 mm per unit (the face sphere, radius 1,
@@ -41,6 +42,11 @@ class FaceFrame:
 
     def world_to_unit(self, points: np.ndarray) -> np.ndarray:
         return self.world_to_mm(points) / MM_PER_UNIT
+
+    def nose_moved(self, offset_mm: float) -> "FaceFrame":
+        """The same frame with the nose tip (and the origin 40 mm behind it) moved `offset_mm` along z."""
+        shift = self.rotation[:, 2] * offset_mm / self.mm_per_world
+        return FaceFrame(self.rotation, self.origin + shift, self.mm_per_world, self.nose_tip + shift, self.scale_source)
 
     def camera_to_mm(self, R: np.ndarray, t: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """World->camera (R, t) of an SfM camera -> world->camera in the face frame (mm)."""

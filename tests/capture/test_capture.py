@@ -279,6 +279,54 @@ def test_a_face_too_small_is_one_line(tmp_path):
     assert "\n" not in message and ("too small" in message or "no face found" in message) and "far0.jpg" in message
 
 
+def _render_textured_ball(centre_mm, radius_mm, camera_mm, texture, f=900.0, size=160):
+    """Ray-cast grey image [size, size] of a ball (the nose's tip) with a 3D texture, a textured wall behind it
+    (z = -60 mm); camera looking at the ball's front. Returns the image and (K, R, t) with world = mm / 100."""
+    R, t = _look_at(camera_mm / 100.0, (centre_mm + [0.0, 0.0, radius_mm]) / 100.0)
+    K = np.array([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1.0]])
+    j, i = np.meshgrid(np.arange(size), np.arange(size))
+    d = np.stack([j, i, np.ones_like(j)], -1).reshape(-1, 3).astype(float) @ np.linalg.inv(K).T @ R
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    oc = camera_mm - centre_mm
+    b = d @ oc
+    disc = b * b - (oc @ oc - radius_mm**2)
+    t_ball = -b - np.sqrt(np.clip(disc, 0, None))
+    t_wall = (-60.0 - camera_mm[2]) / d[:, 2]
+    depth = np.where(disc > 0, t_ball, t_wall)
+    return texture(camera_mm[None] + depth[:, None] * d).reshape(size, size).astype(np.float32), (K, R, t)
+
+
+def test_nose_depth_moves_a_wrong_tip_onto_a_textured_surface():
+    """A textured ball of radius 12 mm (a nose tip at z = 40 mm) seen by 9 cameras within 35 degrees: started 3 mm
+    in front of the surface or 2 mm behind it, the photo-consistency search lands on the surface (the ball's
+    apex, a closed form) within 0.3 mm; on a surface without texture it declines and says why."""
+    from neuface_ns.capture.nose_depth import refine_nose_depth
+
+    rng = np.random.default_rng(0)
+    waves = rng.normal(size=(12, 3)) * 2 * math.pi / rng.uniform(2.0, 6.0, size=(12, 1))  # 2-6 mm wavelengths
+    phases = rng.uniform(0, 2 * math.pi, 12)
+    texture = lambda p: 128 + 60 * np.sin(p @ waves.T + phases).mean(1) * 3  # noqa: E731
+    centre, radius = np.array([0.0, 0.0, 28.0]), 12.0
+    apex = centre + [0.0, 0.0, radius]
+    images, cameras = {}, {}
+    for k, (yaw, pitch) in enumerate([(0, 0), (-35, 0), (35, 0), (0, 25), (0, -25), (-20, 15), (20, 15), (-20, -15),
+                                      (20, -15)]):
+        yaw, pitch = math.radians(yaw), math.radians(pitch)
+        camera = apex + 400.0 * np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
+        grey, cameras[str(k)] = _render_textured_ball(centre, radius, camera, texture)
+        images[str(k)] = np.repeat(grey[..., None], 3, axis=-1)
+    for start_mm in (3.0, -2.0):
+        nose = (apex + [0.0, 0.0, start_mm]) / 100.0
+        result = refine_nose_depth(images, cameras, nose, np.eye(3), mm_per_world=100.0)
+        assert result.applied and len(result.views) == 9
+        assert result.offset_mm == pytest.approx(-start_mm, abs=0.3)
+        assert result.score > result.score_at_landmarks
+    flat = {n: np.full_like(image, 128.0) + rng.normal(0, 2, image.shape).astype(np.float32) for n, image in images.items()}
+    declined = refine_nose_depth(flat, cameras, (apex + [0.0, 0.0, 3.0]) / 100.0, np.eye(3), mm_per_world=100.0)
+    assert not declined.applied and declined.offset_mm == 0.0 and "agree too little" in declined.why
+
+
+
 # ---------------------------------------------------------------------------------------------- the rendered capture
 
 
@@ -305,7 +353,8 @@ def test_capture_cameras_nose_and_masks_match_the_truth(processed_capture):
     assert result["views_registered"] == result["views_total"] == 24
     assert result["rotation_error_deg"]["max"] <= 1.0
     assert result["centre_error_fraction"]["max"] <= 0.01
-    assert result["nose_tip_error_mm"] <= 3.0
+    # the issue asks 3 mm; the landmarks alone gave 1.9 mm (in front of the skin), photo-consistency 1.1 mm
+    assert result["nose_tip_error_mm"] <= 1.5 and report["landmarks"]["nose_tip_depth"]["applied"]
     assert result["mask_iou"]["mean"] >= 0.9
     assert result["scale_estimated_over_true"] == pytest.approx(1.0, abs=0.005)  # the baseline's scale
     assert report["scale"]["source"].startswith("camera baseline")
