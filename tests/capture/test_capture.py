@@ -326,7 +326,6 @@ def test_nose_depth_moves_a_wrong_tip_onto_a_textured_surface():
     assert not declined.applied and declined.offset_mm == 0.0 and "agree too little" in declined.why
 
 
-
 # ---------------------------------------------------------------------------------------------- the rendered capture
 
 
