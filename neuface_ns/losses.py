@@ -34,6 +34,14 @@ def color_loss(predicted: torch.Tensor, observed: torch.Tensor, selected: torch.
     return (predicted[selected] - observed[selected]).abs().sum() / (n * predicted.shape[-1])
 
 
+def black_or_image_color_loss(predicted: torch.Tensor, observed: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """Mean L1 over all rays; on the rays not `counted` ([N] bool) the L1 to black or to the observed colour,
+    whichever is smaller (a pixel whose mask value is unsure is one or the other, nothing in between)."""
+    to_image = (predicted - observed).abs().mean(-1)
+    to_black = predicted.abs().mean(-1)
+    return _mean(torch.where(counted, to_image, torch.minimum(to_image, to_black)))
+
+
 def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
     """mean (|grad SDF| - 1)^2."""
     return _mean((gradients.norm(dim=-1) - 1.0) ** 2)

@@ -5,10 +5,12 @@ under idr/, a contact sheet and the JSON report.
     <scene>/landmark_indices.npz           'v10': 68 ids into the landmark mesh, [30] = the nose tip (the only
                                            one the dataparser reads; the others are -1)
     <scene>/imface_model/1/1_neutral.obj   the triangulated MediaPipe landmarks, face frame mm
-    <scene>/imface_image/1/1_neutral/params.json, {train,test}/<v>.jpg   (black outside the mask)
+    <scene>/imface_image/1/1_neutral/params.json, {train,test}/<v>.jpg   (black outside the mask, except on
+                                           the uncertain pixels of the loss mask, which keep the photo's colour)
     <scene>/imface_mask/1/1_neutral/{train,test}/<v>.jpg
     <scene>/imface_loss_mask/1/1_neutral/{train,test}/<v>.png   (when given: 0 where the mask is uncertain, its
-                                           edge band and open sphere cuts, which the photometric loss skips)
+                                           edge band and open sphere cuts: the photometric loss asks for black
+                                           or the photo there, see NeuFaceBaseModelConfig.uncertain_pixels)
     <scene>/idr/image/<v>.png, idr/mask/<v>.png, idr/cameras.npz   (world_mat = K [R | t] in mm, scale_mat =
                                            the face sphere: 100 mm around the frame's origin), idr/scene.json
     <scene>/contact_sheet.png, <scene>/capture_report.json
@@ -56,7 +58,8 @@ def write_scene(out: Path, names: List[str], images: Dict[str, np.ndarray], mask
         mask = masks[name]
         bgr = cv2.cvtColor(images[name], cv2.COLOR_RGB2BGR)
         split = "test" if view in test else "train"
-        _write_jpeg(image_dir / split / f"{view}.jpg", bgr * mask[..., None].astype(np.uint8), jpeg_quality)
+        shown = mask if loss_masks is None else mask | ~loss_masks[name]  # uncertain pixels: black or the photo
+        _write_jpeg(image_dir / split / f"{view}.jpg", bgr * shown[..., None].astype(np.uint8), jpeg_quality)
         _write_jpeg(mask_dir / split / f"{view}.jpg", mask.astype(np.uint8) * 255, jpeg_quality)
         if loss_masks is not None:
             loss_path = out / "imface_loss_mask" / SUBJECT / EXPRESSION / split / f"{view}.png"

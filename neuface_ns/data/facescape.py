@@ -280,7 +280,8 @@ def load_face_frame(root: Path, subject_id: int, expression_id: int) -> FaceFram
 
 
 class FaceScapeDataset(NeuFaceDataset):
-    """NeuFaceDataset that sets the pixels outside the mask to black when ``metadata["black_background"]``."""
+    """NeuFaceDataset that sets the pixels outside the mask to black when ``metadata["black_background"]``,
+    except those a loss mask marks uncertain."""
 
     exclude_batch_keys_from_device: List[str] = ["image", "mask"]
 
@@ -288,6 +289,8 @@ class FaceScapeDataset(NeuFaceDataset):
         data = super().get_data(image_idx, image_type)
         if self.metadata.get("black_background") and "fg_mask" in data:
             fg = data["fg_mask"]
+            if "loss_mask" in data:  # a capture's uncertain pixels keep the photo's colour (black_or_image loss)
+                fg = torch.maximum(fg, 1.0 - data["loss_mask"])
             data["image"] = data["image"] * (fg.to(data["image"].dtype) if image_type == "float32" else fg.to(torch.uint8))
         return data
 

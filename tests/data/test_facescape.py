@@ -321,6 +321,14 @@ def test_loss_masks_are_optional_and_load_as_their_own_entry(layout):
     item = FaceScapeDataset(out)[0]
     np.testing.assert_array_equal(item["loss_mask"][..., 0].numpy(), (skip > 127).astype(np.float32))
     assert item["fg_mask"].shape == item["loss_mask"].shape
+    # black background except on the skipped rows, which keep the image's colour (the black_or_image loss needs it)
+    raw = np.asarray(Image.open(out.image_filenames[0]).convert("RGB")).astype(np.float32) / 255
+    outside = item["fg_mask"][..., 0].numpy() == 0
+    image = item["image"].numpy()
+    np.testing.assert_allclose(image[3:5], raw[3:5], atol=1e-6)
+    rest = outside.copy()
+    rest[3:5] = False
+    assert rest.any() and float(np.abs(image[rest]).max()) == 0.0
     (folder / "2.png").unlink()
     _raises(layout, folder / "2.png")
     Image.fromarray(skip[:8]).save(folder / "2.png")

@@ -332,7 +332,7 @@ def test_loss_weights_and_switches(make_model, mode):
 def test_rays_outside_the_loss_mask_teach_nothing(make_model, mode):
     """A capture's uncertain mask edge ("loss_mask" 0): whatever the image and the object mask say there, the
     photometric terms are the same; volume mode averages over the counted rays only; all rays skipped gives 0."""
-    model = make_model(mode)
+    model = make_model(mode, **({"uncertain_pixels": "ignore"} if mode == "volume" else {}))
     model.train()
     n = 48
     outputs = model(_rays(n))
@@ -354,6 +354,32 @@ def test_rays_outside_the_loss_mask_teach_nothing(make_model, mode):
     assert float(reference["color_loss"]) == pytest.approx(model.config.color_loss_mult * float(expected), rel=1e-5)
     batch["loss_mask"] = torch.zeros(n, 1)
     assert float(model.get_loss_dict(outputs, batch)["color_loss"]) == 0.0
+
+
+def test_black_or_image_colour_loss_closed_form():
+    """Counted rays: L1 to the image; uncertain rays: L1 to black or to the image, whichever is smaller."""
+    predicted = torch.tensor([[0.2, 0.2, 0.2], [0.5, 0.5, 0.5], [0.1, 0.0, 0.2], [0.6, 0.9, 0.3]])
+    observed = torch.tensor([[0.3, 0.3, 0.3], [0.9, 0.9, 0.9], [0.8, 0.8, 0.8], [0.7, 0.7, 0.7]])
+    counted = torch.tensor([True, False, False, False])
+    # ray 0: 0.1; ray 1: min(0.4, 0.5); ray 2: min(0.7, 0.1); ray 3: min((0.1 + 0.2 + 0.4) / 3, 0.6)
+    expected = (0.1 + 0.4 + 0.1 + 0.7 / 3) / 4
+    assert float(losses.black_or_image_color_loss(predicted, observed, counted)) == pytest.approx(expected, rel=1e-6)
+    assert float(losses.black_or_image_color_loss(predicted, observed, torch.ones(4, dtype=torch.bool))) == (
+        pytest.approx(float((predicted - observed).abs().mean()), rel=1e-6))
+
+
+def test_volume_model_uses_black_or_image_on_uncertain_pixels(make_model):
+    model = make_model("volume")  # the default
+    model.train()
+    n = 48
+    outputs = model(_rays(n))
+    batch = _batch(n)
+    counted = torch.arange(n) % 3 != 0
+    batch["loss_mask"] = counted[:, None].float()
+    rgb, image = outputs["rgb"].detach(), batch["image"]
+    per_ray = torch.where(counted, (rgb - image).abs().mean(-1), torch.minimum((rgb - image).abs().mean(-1), rgb.abs().mean(-1)))
+    loss = model.get_loss_dict(outputs, batch)["color_loss"]
+    assert float(loss) == pytest.approx(model.config.color_loss_mult * float(per_ray.mean()), rel=1e-5)
 
 
 def test_mask_alpha_doubles_at_milestones(make_model):
