@@ -10,7 +10,7 @@ under idr/, a contact sheet and the JSON report.
     <scene>/imface_mask/1/1_neutral/{train,test}/<v>.jpg
     <scene>/imface_loss_mask/1/1_neutral/{train,test}/<v>.png   (when given: 0 where the mask is uncertain, its
                                            edge band and open sphere cuts: the photometric loss asks for black
-                                           or the photo there, see NeuFaceBaseModelConfig.uncertain_pixels)
+                                           or the photo there, see NeuFaceVolumeModelConfig.uncertain_pixels)
     <scene>/idr/image/<v>.png, idr/mask/<v>.png, idr/cameras.npz   (world_mat = K [R | t] in mm, scale_mat =
                                            the face sphere: 100 mm around the frame's origin), idr/scene.json
     <scene>/contact_sheet.png, <scene>/capture_report.json

@@ -45,7 +45,7 @@ class NeuFaceVolumeModelConfig(NeuFaceBaseModelConfig):
     and the sphere cuts the visual hull leaves open). "black_or_image": the L1 to black (the pixel's first surface
     lies outside the face sphere) or to the photo (inside it), whichever is smaller; "ignore": skipped, which
     leaves the surface there free and lets it grow at the sphere's edge (a processed capture trained to 3.24 mm
-    face Chamfer with "ignore", 2.04 mm with "black_or_image"; README, "Your own face")."""
+    face Chamfer with "ignore", 2.02 mm with "black_or_image"; README, "Your own face")."""
     eval_min_sample_weight: float = 1e-4
     """Eval / viewer only: samples with a smaller compositing weight are not shaded (their colour would change a
     pixel by < 1e-4 x radiance each). 0 shades every sample. Training always shades all."""

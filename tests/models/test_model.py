@@ -328,17 +328,23 @@ def test_loss_weights_and_switches(make_model, mode):
     )
 
 
+def _outputs_with_uncertain_rays(model, n: int):
+    """Training outputs for n rays and their batch, whose loss mask marks every third ray uncertain."""
+    model.train()
+    outputs = model(_rays(n))
+    batch = _batch(n)
+    counted = torch.arange(n) % 3 != 0
+    batch["loss_mask"] = counted[:, None].float()
+    return outputs, batch, counted
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_rays_outside_the_loss_mask_teach_nothing(make_model, mode):
     """A capture's uncertain mask edge ("loss_mask" 0): whatever the image and the object mask say there, the
     photometric terms are the same; volume mode averages over the counted rays only; all rays skipped gives 0."""
     model = make_model(mode, **({"uncertain_pixels": "ignore"} if mode == "volume" else {}))
-    model.train()
     n = 48
-    outputs = model(_rays(n))
-    batch = _batch(n)
-    counted = torch.arange(n) % 3 != 0
-    batch["loss_mask"] = counted[:, None].float()
+    outputs, batch, counted = _outputs_with_uncertain_rays(model, n)
     reference = model.get_loss_dict(outputs, batch)
     garbled = dict(batch)
     garbled["image"] = torch.where(counted[:, None], batch["image"], 1.0 - batch["image"])
@@ -370,12 +376,7 @@ def test_black_or_image_colour_loss_closed_form():
 
 def test_volume_model_uses_black_or_image_on_uncertain_pixels(make_model):
     model = make_model("volume")  # the default
-    model.train()
-    n = 48
-    outputs = model(_rays(n))
-    batch = _batch(n)
-    counted = torch.arange(n) % 3 != 0
-    batch["loss_mask"] = counted[:, None].float()
+    outputs, batch, counted = _outputs_with_uncertain_rays(model, 48)
     rgb, image = outputs["rgb"].detach(), batch["image"]
     per_ray = torch.where(counted, (rgb - image).abs().mean(-1), torch.minimum((rgb - image).abs().mean(-1), rgb.abs().mean(-1)))
     loss = model.get_loss_dict(outputs, batch)["color_loss"]
