@@ -354,7 +354,9 @@ def test_capture_cameras_nose_and_masks_match_the_truth(processed_capture):
     assert result["centre_error_fraction"]["max"] <= 0.01
     # the issue asks 3 mm; the landmarks alone gave 1.9 mm (in front of the skin), photo-consistency 1.1 mm
     assert result["nose_tip_error_mm"] <= 1.5 and report["landmarks"]["nose_tip_depth"]["applied"]
-    assert result["mask_iou"]["mean"] >= 0.9
+    # the issue's 0.9 in every view (0.898-0.900 at the worst view before the 0.8 foreground threshold and the
+    # uncertain pixels out of the masks, 0.913-0.916 after, three SfM runs)
+    assert result["mask_iou"]["min"] >= 0.9
     assert result["scale_estimated_over_true"] == pytest.approx(1.0, abs=0.005)  # the baseline's scale
     assert report["scale"]["source"].startswith("camera baseline")
     assert report["cameras"]["sfm_reprojection_error_px"] < 1.5
@@ -383,6 +385,7 @@ def test_capture_scene_is_what_the_dataparsers_read(processed_capture):
         skipped = np.asarray(Image.open(loss_path)) <= 127
         band = uncertain_band(mask, 1)
         assert not (band & ~skipped).any()
+        assert not (skipped & ~band & mask).any()  # an open sphere cut is left out of the mask
         beyond_band.append((skipped & ~band).sum() / mask.sum())
     assert 0 < np.mean(beyond_band) < 0.1
     assert len(train.image_filenames) + len(test.image_filenames) == 24 and len(test.image_filenames) == 3
