@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Literal, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 
@@ -86,6 +86,33 @@ def _fail_if_output_exists(args: ProcessData) -> None:
         shutil.rmtree(out)
 
 
+def _key_landmarks() -> List[int]:
+    """The landmarks the face frame needs (nose tip, iris centres, mouth corners)."""
+    from neuface_ns.capture import landmarks
+
+    return [*landmarks.NOSE_TIP_PAIR, *landmarks.IRIS_CENTRES, *landmarks.MOUTH_CORNERS]
+
+
+def _landmark_threshold_px(detections: dict) -> float:
+    """RANSAC inlier threshold: 4 % of the median face size (gross detector failures, a hidden landmark guessed
+    elsewhere, are further off; a tighter threshold keeps fewer views and lets per-view landmark noise bias the
+    points: nose tip 3.3 / 1.7 mm from the truth on the two rendered captures at 4 %, 4.8 / 2.5 mm at 2 %)."""
+    return max(2.0, 0.04 * float(np.median([d.face_px for d in detections.values()])))
+
+
+def _landmarks_agree(cameras, detections: dict) -> bool:
+    """Structure from motion's check against the face: the key landmarks triangulate consistently in >= 3 views
+    (a model that registers every frame can still be wrong; the landmarks are an independent witness)."""
+    from neuface_ns.capture.landmarks import Detection, triangulate
+
+    key = _key_landmarks()
+    seen = {n: Detection(d.points[key], d.face_px) for n, d in detections.items() if d is not None and n in cameras.K}
+    if len(seen) < 3:
+        return True  # too few faces to judge: the caller reports it
+    tri = triangulate({n: cameras.projection(n) for n in seen}, seen, _landmark_threshold_px(seen))
+    return bool((tri.inliers.sum(1) >= 3).all())
+
+
 def downscale_for(width: int, height: int, target: int = 512) -> int:
     """The dataparser's --downscale-factor that brings the long side near `target` px (NeuFace trains on x4
     downsampled 4K FaceScape images, about 1000 px; a CPU wants less)."""
@@ -151,7 +178,7 @@ def process(args: ProcessData) -> dict:
         cameras = sfm.given_cameras(frames)
     else:
         cameras = sfm.run_sfm(frames, work, args.input, args.max_image_size, args.num_threads, args.min_images,
-                              camera_model=args.camera_model)
+                              camera_model=args.camera_model, accept=lambda c: _landmarks_agree(c, detections))
         images = {f.name: frames_module.frame_rgb(f) for f in frames.frames if f.name in cameras.K}  # undistorted
     timings["sfm"] = time.time() - start
     for name, why in cameras.dropped.items():
@@ -162,13 +189,10 @@ def process(args: ProcessData) -> dict:
     if len(with_face) < args.min_images:
         raise CaptureError(args.input, f"only {len(with_face)} views have both a camera and a face; at least {args.min_images} are needed")
     face_px = float(np.median([d.face_px for d in with_face.values()]))
-    # inliers within 4 % of the face size: gross detector failures (a hidden landmark guessed elsewhere) are
-    # further off; a tighter threshold keeps fewer views and lets per-view landmark noise bias the points
-    # (nose tip 3.3 / 1.7 mm from the truth on the two rendered captures at 4 %, 4.8 / 2.5 mm at 2 %)
-    threshold = max(2.0, 0.04 * face_px)
+    threshold = _landmark_threshold_px(with_face)
     projections = {n: cameras.projection(n) for n in with_face}
     tri = landmarks_module.triangulate(projections, with_face, threshold)
-    key = [*landmarks_module.NOSE_TIP_PAIR, *landmarks_module.IRIS_CENTRES, *landmarks_module.MOUTH_CORNERS]
+    key = _key_landmarks()
     weak = [k for k in key if tri.inliers[k].sum() < 3]
     if weak:
         raise CaptureError(args.input, f"the nose, eyes and mouth could not be triangulated consistently (landmarks {weak} "
@@ -237,6 +261,7 @@ def process(args: ProcessData) -> dict:
         "uncertain_depth_mm": args.uncertain_depth_mm,
         "num_input": len(frames.frames) + len(frames.dropped), "num_kept": len(kept),
         "cameras": {"source": cameras.source, "sfm_reprojection_error_px": round(cameras.reprojection_error_px, 4),
+                    "sfm_models_rejected_by_landmarks": cameras.rejected_models,
                     "sfm_points": cameras.num_points, "shared_intrinsics": frames.shared_intrinsics},
         "landmarks": {"threshold_px": round(threshold, 3), "median_face_px": round(face_px, 1),
                       "triangulation_error_px": {"mean": round(float(np.mean(inliers)), 4),

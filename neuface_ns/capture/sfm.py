@@ -5,8 +5,9 @@ photos, sequential matching for a video's frames (each with the next 15 and 2^k 
 verification, COLMAP's
 incremental mapper; one SIMPLE_RADIAL camera shared by all frames of a video (or photos of one size), one per
 image otherwise. The largest reconstruction is kept; frames it does not register are dropped (and reported).
-COLMAP's initial pair is chosen closer than its default (see run_sfm), with up to `attempts` random seeds.
-Each registered frame is then undistorted with OpenCV to a pinhole camera with the same K and size.
+COLMAP's initial pair is chosen closer than its default (see run_sfm), with up to `attempts` random seeds; a
+model that the caller's `accept` check rejects (the CLI: the face landmarks must triangulate consistently with
+it) is passed over for the next seed. Each registered frame is then undistorted with OpenCV to a pinhole camera with the same K and size.
 
 Pixel convention: COLMAP's principal point counts pixel centres at +0.5; the cameras returned here are OpenCV's
 (pixel centres at integers, as `world_mat` and FaceScape's K), so cx, cy are COLMAP's minus 0.5.
@@ -18,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class Cameras:
     source: str = "colmap"
     points: Optional[np.ndarray] = None  # [P, 3] world: SfM points (error < 1 px, seen by >= 3 views)
     observers: Optional[List[List[str]]] = None  # per point: the frame names that see it
+    rejected_models: int = 0  # models passed over because `accept` rejected them
 
     def centre(self, name: str) -> np.ndarray:
         return -self.R[name].T @ self.t[name]
@@ -64,7 +66,10 @@ def _cam_from_world(image):
 
 def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_image_size: int = 1280,
             num_threads: int = 2, min_registered: int = 8, seed: int = 0, attempts: int = 4,
-            camera_model: str = "SIMPLE_RADIAL", max_features: int = 4096, sequential_overlap: int = 15) -> Cameras:
+            camera_model: str = "SIMPLE_RADIAL", max_features: int = 4096, sequential_overlap: int = 15,
+            accept: Optional[Callable[[Cameras], bool]] = None) -> Cameras:
+    """accept: a check of a candidate model's cameras (before undistortion); a rejected model is passed over
+    for the next seed, and returned only when every seed's model is rejected (the caller then reports why)."""
     import cv2
     import pycolmap
 
@@ -102,7 +107,8 @@ def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_i
         pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     # COLMAP's initial pair is drawn at random: a bad draw (e.g. a focal length that runs away with the radial
     # term) registers a few views only. Up to `attempts` seeds; the model that registers the most views wins.
-    rec = None
+    rec = rejected = None
+    num_rejected = 0
     for attempt in range(attempts):
         options = pycolmap.IncrementalPipelineOptions()
         options.num_threads = num_threads
@@ -118,11 +124,19 @@ def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_i
         attempt_dir = sparse / str(attempt)
         attempt_dir.mkdir()
         reconstructions = pycolmap.incremental_mapping(database, image_dir, attempt_dir, options=options)
-        for candidate in reconstructions.values():
-            if rec is None or candidate.num_reg_images() > rec.num_reg_images():
-                rec = candidate
-        if rec is not None and rec.num_reg_images() >= 0.9 * len(names):
+        candidate = max(reconstructions.values(), key=lambda r: r.num_reg_images(), default=None)
+        if candidate is None:
+            continue
+        if accept is not None and not accept(_model_cameras(candidate, frames)):
+            # e.g. a 50-frame rendered video: 2 of 10 runs gave models that register every frame yet disagree
+            # with the face landmarks (no landmark consistent in 3 views); another seed gives a good one
+            rejected, num_rejected = candidate, num_rejected + 1
+            continue
+        if rec is None or candidate.num_reg_images() > rec.num_reg_images():
+            rec = candidate
+        if rec.num_reg_images() >= 0.9 * len(names):
             break
+    rec = rec if rec is not None else rejected
     if rec is None:
         raise CaptureError(where, f"structure from motion registered no views of {len(names)}: move around the face "
                                       "more slowly with more overlap, keep a textured background in view, avoid blur")
@@ -133,22 +147,17 @@ def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_i
         raise CaptureError(where, f"structure from motion registered only {len(registered)} of {len(names)} views "
                                       f"(not: {name_list(missing)}); at least {min_registered} are needed: add overlapping "
                                       "views, keep a textured background in view, avoid blur and moving backgrounds")
-    cams = Cameras({}, {}, {})
+    cams = _model_cameras(rec, frames)
+    cams.rejected_models = num_rejected
     for frame in frames.frames:
-        if frame.path.name not in by_name:
+        if frame.name not in cams.K:
             cams.dropped[frame.name] = "not registered by structure from motion"
             continue
-        image = by_name[frame.path.name]
-        camera = rec.cameras[image.camera_id]
-        pose = _cam_from_world(image)
-        matrix = np.asarray(pose.matrix(), dtype=np.float64)
-        f, cx, cy = camera.params[:3]
+        camera = rec.cameras[by_name[frame.path.name].camera_id]
         k = camera.params[3] if camera.model_name == "SIMPLE_RADIAL" else 0.0
-        K = np.array([[f, 0.0, cx - 0.5], [0.0, f, cy - 0.5], [0.0, 0.0, 1.0]])
         if k != 0.0:  # SIMPLE_RADIAL: x_d = x (1 + k r^2); OpenCV's (k1, k2, p1, p2) = (k, 0, 0, 0)
             rgb = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
-            cv2.imwrite(str(frame.path), cv2.undistort(rgb, K, np.array([k, 0.0, 0.0, 0.0])))
-        cams.K[frame.name], cams.R[frame.name], cams.t[frame.name] = K, matrix[:, :3], matrix[:, 3]
+            cv2.imwrite(str(frame.path), cv2.undistort(rgb, cams.K[frame.name], np.array([k, 0.0, 0.0, 0.0])))
     name_of = {image_id: next(f.name for f in frames.frames if f.path.name == image.name)
                for image_id, image in rec.images.items() if image.name in by_name}
     good = [p for p in rec.points3D.values() if p.error < 1.0 and p.track.length() >= 3]
@@ -157,6 +166,21 @@ def run_sfm(frames: Frames, work: Path, input_path: Optional[Path] = None, max_i
     errors = [p.error for p in rec.points3D.values()]
     cams.reprojection_error_px = float(np.mean(errors)) if errors else float("nan")
     cams.num_points = len(errors)
+    return cams
+
+
+def _model_cameras(rec, frames: Frames) -> Cameras:
+    """The registered frames' OpenCV cameras of a COLMAP model (the radial term is left to the undistortion)."""
+    by_name = {image.name: image for image in rec.images.values() if image.has_pose}
+    cams = Cameras({}, {}, {})
+    for frame in frames.frames:
+        if frame.path.name not in by_name:
+            continue
+        image = by_name[frame.path.name]
+        f, cx, cy = rec.cameras[image.camera_id].params[:3]
+        matrix = np.asarray(_cam_from_world(image).matrix(), dtype=np.float64)
+        cams.K[frame.name] = np.array([[f, 0.0, cx - 0.5], [0.0, f, cy - 0.5], [0.0, 0.0, 1.0]])
+        cams.R[frame.name], cams.t[frame.name] = matrix[:, :3], matrix[:, 3]
     return cams
 
 
