@@ -7,7 +7,8 @@ incremental mapper; one SIMPLE_RADIAL camera shared by all frames of a video (or
 image otherwise. The largest reconstruction is kept; frames it does not register are dropped (and reported).
 COLMAP's initial pair is chosen closer than its default (see run_sfm), with up to `attempts` random seeds; a
 model that the caller's `accept` check rejects (the CLI: the face landmarks must triangulate consistently with
-it) is passed over for the next seed. Each registered frame is then undistorted with OpenCV to a pinhole camera with the same K and size.
+it) is passed over for the next seed. Each registered frame is then undistorted with OpenCV to a pinhole camera
+with the same K and size.
 
 Pixel convention: COLMAP's principal point counts pixel centres at +0.5; the cameras returned here are OpenCV's
 (pixel centres at integers, as `world_mat` and FaceScape's K), so cx, cy are COLMAP's minus 0.5.
