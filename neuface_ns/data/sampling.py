@@ -46,6 +46,13 @@ class MaskBBoxPixelSamplerConfig(PixelSamplerConfig):
     """Share of each step's rays drawn uniformly from the foreground pixels themselves (the rest from the boxes).
     0 is the paper's sampler. On a realistic face only ~30-45 % of a box is face, and only face rays feed the
     colour loss in surface mode; the remaining rays still teach the silhouette."""
+    edge_fraction: float = 0.0
+    """Share of each step's rays drawn uniformly from the band of `edge_width` px on either side of the mask's
+    boundary (0 = off; not in the paper). On the path-traced scan most of the face Chamfer lies at the scan's open
+    rim, which every view shows only as its silhouette edge."""
+    edge_width: int = 3
+    """Half-width in pixels of the edge band (a pixel belongs to it when a foreground and a background pixel both
+    lie within this Chebyshev distance of it)."""
 
 
 def mask_bbox(mask: Tensor, dilation: int) -> Tuple[int, int, int, int]:
@@ -64,6 +71,16 @@ def mask_bbox(mask: Tensor, dilation: int) -> Tuple[int, int, int, int]:
     c0 = max(int(cols[0]) - dilation, 0)
     c1 = min(int(cols[-1]) + 1 + dilation, width)
     return r0, r1, c0, c1
+
+
+def mask_edge_band(mask: Tensor, width: int) -> Tensor:
+    """[H, W] bool: the pixels within `width` px (Chebyshev) of both a foreground and a background pixel of the
+    boolean mask [H, W], i.e. the band on either side of its boundary."""
+    m = mask.float()[None, None]
+    size = 2 * width + 1
+    near_foreground = torch.nn.functional.max_pool2d(m, size, stride=1, padding=width)[0, 0] > 0.5
+    near_background = torch.nn.functional.max_pool2d(1.0 - m, size, stride=1, padding=width)[0, 0] > 0.5
+    return near_foreground & near_background
 
 
 class MaskBBoxPixelSampler(PixelSampler):
@@ -110,15 +127,18 @@ class MaskBBoxPixelSampler(PixelSampler):
         x = c0 + (torch.rand(n) * (c1 - c0)).long().clamp(max=c1 - c0 - 1)
         return y, x
 
-    def _foreground(self, batch: Dict) -> Tuple[Tensor, Tensor]:
-        """Every foreground pixel of a cached batch as [M, 3] (position in the batch, row, col), image by image,
-        and the [N + 1] offsets of each image's run in it (cached: the cached batch never changes)."""
+    def _foreground(self, batch: Dict, region: str = "foreground") -> Tuple[Tensor, Tensor]:
+        """Every pixel of `region` ("foreground", or "edge": the band around the mask's boundary) of a cached batch
+        as [M, 3] (position in the batch, row, col), image by image, and the [N + 1] offsets of each image's run
+        in it (cached: the cached batch never changes)."""
         masks = batch[self.config.mask_key]
-        key = (self._key(batch, 0), len(masks))
+        key = (self._key(batch, 0), len(masks), region)
         cached = self._foreground_pixels.get(key)
         if cached is None:
+            select = mask_edge_band if region == "edge" else (lambda m, _: m)
             per_image = [
-                torch.nonzero(masks[i].reshape(masks[i].shape[0], masks[i].shape[1], -1)[..., 0].cpu() > 0.5)
+                torch.nonzero(select(masks[i].reshape(masks[i].shape[0], masks[i].shape[1], -1)[..., 0].cpu() > 0.5,
+                                     self.config.edge_width))
                 for i in range(len(masks))
             ]
             pixels = torch.cat([torch.nn.functional.pad(p, (1, 0), value=i) for i, p in enumerate(per_image)])
@@ -133,15 +153,18 @@ class MaskBBoxPixelSampler(PixelSampler):
                 f"MaskBBoxPixelSampler needs batch['{self.config.mask_key}'] (use a NeuFace dataset with foreground masks)"
             )
         masks = batch[self.config.mask_key]
-        num_foreground = int(round(self.config.foreground_fraction * num_rays))
         image = int(torch.randint(len(masks), (1,))) if self.config.one_image_per_step else None
-        if num_foreground > 0:
-            pixels, offsets = self._foreground(batch)
+        chosen = []
+        for region, fraction in (("foreground", self.config.foreground_fraction), ("edge", self.config.edge_fraction)):
+            count = int(round(fraction * num_rays))
+            if count <= 0:
+                continue
+            pixels, offsets = self._foreground(batch, region)
             start, end = (0, pixels.shape[0]) if image is None else (int(offsets[image]), int(offsets[image + 1]))
-            if end > start:  # an empty foreground falls back to the boxes alone
-                chosen = pixels[start + torch.randint(end - start, (num_foreground,))]
-                return torch.cat([chosen, self._sample_boxes(batch, num_rays - num_foreground, image)], dim=0)
-        return self._sample_boxes(batch, num_rays, image)
+            if end > start:  # an empty region falls back to the boxes
+                chosen.append(pixels[start + torch.randint(end - start, (min(count, num_rays - sum(map(len, chosen))),))])
+        remaining = num_rays - sum(len(c) for c in chosen)
+        return torch.cat(chosen + [self._sample_boxes(batch, remaining, image)], dim=0)
 
     def _sample_boxes(self, batch: Dict, num_rays: int, image: Optional[int]) -> Tensor:
         """Uniform pixels in the dilated boxes: all from `image` (one image per step) or each ray its own."""

@@ -46,6 +46,12 @@ class NeuFaceVolumeModelConfig(NeuFaceBaseModelConfig):
     lies outside the face sphere) or to the photo (inside it), whichever is smaller; "ignore": skipped, which
     leaves the surface there free and lets it grow at the sphere's edge (a processed capture trained to 3.24 mm
     face Chamfer with "ignore", 2.02 mm with "black_or_image"; README, "Your own face")."""
+    background_mask_loss_mult: float = 0.0
+    """Not in the paper (0 = off): IDR's mask loss (alpha `background_mask_alpha`, fixed) on the rays the tracer
+    hits although their mask says background, at the SDF of the hit. Without it a surface outside the mask costs
+    nothing as long as its colour is black (the background colour): on the path-traced scan the face preset grew
+    such black flaps past the scan's open rim. Rays on a capture's uncertain pixels are left out."""
+    background_mask_alpha: float = 50.0
     eval_min_sample_weight: float = 1e-4
     """Eval / viewer only: samples with a smaller compositing weight are not shaded (their colour would change a
     pixel by < 1e-4 x radiance each). 0 shades every sample. Training always shades all."""
@@ -73,6 +79,20 @@ class NeuFaceVolumeModel(NeuFaceBaseModel):
             return super()._colour_losses(outputs, batch, image)
         loss = losses.black_or_image_color_loss(outputs["rgb"], image, counted)
         return {"color_loss": self.config.color_loss_mult * loss}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        cfg = self.config
+        if cfg.background_mask_loss_mult > 0 and batch.get("fg_mask") is not None and "hit_sdf" in outputs:
+            object_mask = batch["fg_mask"].to(self.device).reshape(-1, 1) > 0.5
+            selected = outputs["network_hit"] & ~object_mask
+            counted = counted_rays(batch, self.device)
+            if counted is not None:
+                selected = selected & counted.reshape(-1, 1)
+            loss_dict["background_mask_loss"] = cfg.background_mask_loss_mult * losses.idr_mask_loss(
+                outputs["hit_sdf"], object_mask, selected.reshape(-1), cfg.background_mask_alpha
+            )
+        return loss_dict
 
     def _infinite_last(self, rays: TracedRays) -> torch.Tensor:
         """[N] bool: whether a ray's last interval is infinite. The infinite last interval (docs/method.md
@@ -132,6 +152,11 @@ class NeuFaceVolumeModel(NeuFaceBaseModel):
         outputs = scatter_rays(per_ray, rendered, n)
         if self.training:
             outputs["eikonal_gradients"] = gradient
+            if self.config.background_mask_loss_mult > 0:  # the SDF at each traced hit, with its gradient
+                hits = rays.hit.nonzero().squeeze(-1)
+                x0 = rays.origins[hits] + rays.trace.t_hit[hits, None] * rays.directions[hits]
+                outputs["hit_sdf"] = torch.zeros(n, 1, device=x0.device).index_put((hits,), self.field.sdf(x0))
+                outputs["network_hit"] = rays.hit[:, None]
             outputs["light_values"] = torch.cat([shaded["light_integral"], shaded["irradiance"]], dim=0)
             if "albedo_pairs" in shaded:  # the albedo-smoothness loss's inputs, per shaded point
                 weight = sample_weight.detach()  # near-surface samples count, empty space does not

@@ -168,21 +168,23 @@ def sphere_from_scene(scene: Path) -> Tuple[np.ndarray, float]:
     return scale_mat[:3, 3], radius
 
 
-def evaluate(
+def scored_points(
     mesh: Path,
     gt: Path,
     num_points: int = 200_000,
-    threshold: Optional[float] = None,
     sphere_center: Optional[Sequence[float]] = None,
     sphere_radius: Optional[float] = None,
     seed: int = 0,
     observed_by: Optional[Path] = None,
 ) -> Dict[str, object]:
+    """The sample points `evaluate` scores: "pred" and "gt" [N, 3] after the sphere cut and the observation test,
+    with "observed_fraction" / "observed_pred_fraction" (None without `observed_by`) and the sphere's "center"."""
     rng = np.random.default_rng(seed)
     pred_vertices, pred_faces = load_geometry(mesh)
     pred_points = sample_surface(pred_vertices, pred_faces, num_points, rng)
     gt_vertices, gt_faces = load_geometry(gt)
     gt_points = sample_surface(gt_vertices, gt_faces, num_points, rng)
+    center = None
     if sphere_radius is not None:
         center = np.zeros(3) if sphere_center is None else np.asarray(sphere_center, dtype=np.float64)
         pred_points = inside_sphere(pred_points, center, sphere_radius)
@@ -199,6 +201,23 @@ def evaluate(
         keep = observed(pred_points, pred_vertices, pred_faces, *cameras)
         observed_pred_fraction = float(keep.mean()) if len(keep) else 0.0
         pred_points = pred_points[keep]
+    return {"pred": pred_points, "gt": gt_points, "observed_fraction": observed_fraction,
+            "observed_pred_fraction": observed_pred_fraction, "center": center}
+
+
+def evaluate(
+    mesh: Path,
+    gt: Path,
+    num_points: int = 200_000,
+    threshold: Optional[float] = None,
+    sphere_center: Optional[Sequence[float]] = None,
+    sphere_radius: Optional[float] = None,
+    seed: int = 0,
+    observed_by: Optional[Path] = None,
+) -> Dict[str, object]:
+    points = scored_points(mesh, gt, num_points, sphere_center, sphere_radius, seed, observed_by)
+    pred_points, gt_points, center = points["pred"], points["gt"], points["center"]
+    observed_fraction, observed_pred_fraction = points["observed_fraction"], points["observed_pred_fraction"]
     result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
     result["observed_fraction"] = observed_fraction
     result["observed_pred_fraction"] = observed_pred_fraction

@@ -186,3 +186,46 @@ def test_foreground_fraction_with_an_empty_mask_falls_back_to_the_box():
         warnings.simplefilter("ignore")
         idx = sampler.sample(_batch([torch.zeros(10, 12, dtype=torch.bool)]))["indices"]
     assert idx.shape == (300, 3) and int(idx[:, 1].max()) < 10 and int(idx[:, 2].max()) < 12
+
+
+def test_edge_band_matches_scipy_morphology():
+    """The band = pixels within `width` (Chebyshev) of both a foreground and a background pixel: scipy's binary
+    dilation of the mask and of its complement with a (2 width + 1)^2 square, intersected."""
+    from scipy import ndimage
+
+    from neuface_ns.data.sampling import mask_edge_band
+
+    rng = np.random.default_rng(0)
+    mask = torch.from_numpy(ndimage.binary_opening(rng.random((37, 41)) > 0.45, iterations=1))
+    for width in (1, 3):
+        square = np.ones((2 * width + 1,) * 2, dtype=bool)
+        expected = ndimage.binary_dilation(mask.numpy(), square) & ndimage.binary_dilation(~mask.numpy(), square)
+        np.testing.assert_array_equal(mask_edge_band(mask, width).numpy(), expected)
+    assert not mask_edge_band(torch.ones(8, 9, dtype=torch.bool), 2).any()  # no boundary, no band
+
+
+def test_edge_fraction_draws_that_share_from_the_band():
+    """foreground 0.25 + edge 0.5 + box 0.25: the rays falling in the band outside the foreground (only edge or
+    box rays can) match edge / |band| + box / |box| per pixel summed over that class (binomial tolerance)."""
+    from neuface_ns.data.sampling import mask_edge_band
+
+    torch.manual_seed(5)
+    mask = torch.zeros(40, 50, dtype=torch.bool)
+    mask[10:30, 12:35] = True
+    f, e, w, d, n, steps = 0.25, 0.5, 2, 4, 400, 300
+    sampler = MaskBBoxPixelSamplerConfig(
+        dilation=d, one_image_per_step=False, foreground_fraction=f, edge_fraction=e, edge_width=w
+    ).setup(num_rays_per_batch=n)
+    counts = np.zeros((40, 50))
+    for _ in range(steps):
+        for _, y, x in sampler.sample(_batch([mask]))["indices"].tolist():
+            counts[y, x] += 1
+    band = mask_edge_band(mask, w).numpy()
+    fg = mask.numpy()
+    box = np.zeros_like(fg)
+    box[10 - d:30 + d, 12 - d:35 + d] = True
+    p = f * fg / fg.sum() + e * band / band.sum() + (1 - f - e) * box / box.sum()
+    expected = p * n * steps
+    assert counts[~box].sum() == 0
+    for cls in (band & ~fg, band & fg, box & ~band & ~fg):
+        assert abs(counts[cls].sum() - expected[cls].sum()) < 5 * np.sqrt(expected[cls].sum()) + 5
