@@ -30,11 +30,12 @@ def open_edge_points(vertices: np.ndarray, faces: np.ndarray, center: np.ndarray
                      spacing: float) -> np.ndarray:
     """Points every `spacing` along the mesh's boundary edges (edges of one triangle) except those of the
     sphere's cut: an edge whose midpoint lies within one median edge length of the sphere belongs to the cut."""
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = unique[counts == 1]
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    boundary = mesh.edges_sorted[trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)]
     a, b = vertices[boundary[:, 0]], vertices[boundary[:, 1]]
-    median_edge = float(np.median(np.linalg.norm(vertices[unique[:, 0]] - vertices[unique[:, 1]], axis=1)))
+    median_edge = float(np.median(mesh.edges_unique_length))
     own = np.linalg.norm((a + b) / 2 - center, axis=1) < radius - median_edge
     a, b = a[own], b[own]
     if len(a) == 0:

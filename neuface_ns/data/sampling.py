@@ -93,7 +93,7 @@ class MaskBBoxPixelSampler(PixelSampler):
     def __init__(self, config: MaskBBoxPixelSamplerConfig, **kwargs) -> None:
         super().__init__(config, **kwargs)
         self._boxes: Dict[Tuple[int, int, int], Tuple[int, int, int, int]] = {}
-        self._foreground_pixels: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
+        self._region_pixel_cache: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
         self._warned_empty = False
 
     # -- boxes ----------------------------------------------------------------------------------------------
@@ -129,23 +129,21 @@ class MaskBBoxPixelSampler(PixelSampler):
         x = c0 + (torch.rand(n) * (c1 - c0)).long().clamp(max=c1 - c0 - 1)
         return y, x
 
-    def _foreground(self, batch: Dict, region: str = "foreground") -> Tuple[Tensor, Tensor]:
+    def _region_pixels(self, batch: Dict, region: str) -> Tuple[Tensor, Tensor]:
         """Every pixel of `region` ("foreground", or "edge": the band around the mask's boundary) of a cached batch
         as [M, 3] (position in the batch, row, col), image by image, and the [N + 1] offsets of each image's run
         in it (cached: the cached batch never changes)."""
         masks = batch[self.config.mask_key]
         key = (self._key(batch, 0), len(masks), region)
-        cached = self._foreground_pixels.get(key)
+        cached = self._region_pixel_cache.get(key)
         if cached is None:
-            select = mask_edge_band if region == "edge" else (lambda m, _: m)
-            per_image = [
-                torch.nonzero(select(masks[i].reshape(masks[i].shape[0], masks[i].shape[1], -1)[..., 0].cpu() > 0.5,
-                                     self.config.edge_width))
-                for i in range(len(masks))
-            ]
+            foregrounds = [m.reshape(m.shape[0], m.shape[1], -1)[..., 0].cpu() > 0.5 for m in masks]
+            if region == "edge":
+                foregrounds = [mask_edge_band(m, self.config.edge_width) for m in foregrounds]
+            per_image = [torch.nonzero(m) for m in foregrounds]
             pixels = torch.cat([torch.nn.functional.pad(p, (1, 0), value=i) for i, p in enumerate(per_image)])
             offsets = torch.cumsum(torch.tensor([0] + [p.shape[0] for p in per_image]), 0)
-            cached = self._foreground_pixels[key] = (pixels, offsets)
+            cached = self._region_pixel_cache[key] = (pixels, offsets)
         return cached
 
     def sample_indices(self, batch: Dict, num_rays: int) -> Tensor:
@@ -156,16 +154,16 @@ class MaskBBoxPixelSampler(PixelSampler):
             )
         masks = batch[self.config.mask_key]
         image = int(torch.randint(len(masks), (1,))) if self.config.one_image_per_step else None
-        chosen = []
+        chosen, remaining = [], num_rays
         for region, fraction in (("foreground", self.config.foreground_fraction), ("edge", self.config.edge_fraction)):
-            count = int(round(fraction * num_rays))
+            count = min(int(round(fraction * num_rays)), remaining)
             if count <= 0:
                 continue
-            pixels, offsets = self._foreground(batch, region)
+            pixels, offsets = self._region_pixels(batch, region)
             start, end = (0, pixels.shape[0]) if image is None else (int(offsets[image]), int(offsets[image + 1]))
             if end > start:  # an empty region falls back to the boxes
-                chosen.append(pixels[start + torch.randint(end - start, (min(count, num_rays - sum(map(len, chosen))),))])
-        remaining = num_rays - sum(len(c) for c in chosen)
+                chosen.append(pixels[start + torch.randint(end - start, (count,))])
+                remaining -= count
         return torch.cat(chosen + [self._sample_boxes(batch, remaining, image)], dim=0)
 
     def _sample_boxes(self, batch: Dict, num_rays: int, image: Optional[int]) -> Tensor:
