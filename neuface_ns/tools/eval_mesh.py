@@ -16,6 +16,16 @@ distances (scipy cKDTree):
 - precision / recall: fraction of predicted / GT points closer than the threshold to the other set
 - fscore       2 P R / (P + R)
 
+These point-to-point figures have a floor set by the sampling density, not by the geometry: a point on the other
+surface is on average about half the sample spacing from its nearest sample. On the realistic scan sample a
+perfect mesh scores a Chamfer of 0.32 mm at 100k points (0.16 mm at 400k) and an F-score at 1 mm of 0.9995. So,
+when both inputs are meshes, the same scored points are also measured against the other *surface* (the exact
+distance to its nearest triangle, Open3D's raycasting scene; nerfstudio already depends on Open3D):
+`surface_accuracy`, `surface_completeness`, `surface_chamfer`, `surface_precision`, `surface_recall`,
+`surface_fscore`. A perfect mesh scores 0 there whatever the sampling, and two concentric spheres of radii r and
+r + d score d. The whole other mesh counts as its surface (the sphere and the observation test select which points
+are scored, not what they may lie near).
+
 With `--observed-by <IDR scan dir>`, both sides count only what a training camera of that scan sees (in its image,
 in front of it, and not hidden by the surface the point lies on): completeness and recall the GT points the GT
 surface leaves visible, accuracy and precision the predicted points the predicted surface leaves visible. This is
@@ -69,21 +79,49 @@ def point_metrics(pred: np.ndarray, gt: np.ndarray, threshold: Optional[float] =
         threshold = 0.01 * float(np.linalg.norm(gt.max(0) - gt.min(0)))
     d_pred, _ = cKDTree(gt).query(pred, k=1)  # prediction -> GT
     d_gt, _ = cKDTree(pred).query(gt, k=1)  # GT -> prediction
-    precision = float((d_pred < threshold).mean())
-    recall = float((d_gt < threshold).mean())
-    fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    accuracy, completeness = float(d_pred.mean()), float(d_gt.mean())
     return {
-        "accuracy": accuracy,
-        "completeness": completeness,
-        "chamfer": 0.5 * (accuracy + completeness),
-        "precision": precision,
-        "recall": recall,
-        "fscore": fscore,
+        **distance_metrics(d_pred, d_gt, threshold),
         "threshold": float(threshold),
         "num_points_pred": int(len(pred)),
         "num_points_gt": int(len(gt)),
     }
+
+
+def distance_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """[N] exact distance from each point to the nearest triangle of the mesh (Open3D's raycasting scene).
+
+    Open3D computes in float32, so everything is shifted to the mesh's centre first: world units far from the
+    origin (a DTU scan in mm) keep their precision."""
+    import open3d as o3d
+
+    vertices = np.asarray(vertices, dtype=np.float64)
+    origin = 0.5 * (vertices.min(0) + vertices.max(0))
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor((vertices - origin).astype(np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    query = o3d.core.Tensor((np.asarray(points, dtype=np.float64) - origin).astype(np.float32))
+    return scene.compute_distance(query).numpy().astype(np.float64)
+
+
+def distance_metrics(d_pred: np.ndarray, d_gt: np.ndarray, threshold: float) -> Dict[str, float]:
+    """Accuracy / completeness / chamfer / precision / recall / F-score from the two sets of distances."""
+    precision = float((d_pred < threshold).mean())
+    recall = float((d_gt < threshold).mean())
+    fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy, completeness = float(d_pred.mean()), float(d_gt.mean())
+    return {"accuracy": accuracy, "completeness": completeness, "chamfer": 0.5 * (accuracy + completeness),
+            "precision": precision, "recall": recall, "fscore": fscore}
+
+
+def surface_metrics(pred: np.ndarray, gt: np.ndarray, pred_mesh: Tuple[np.ndarray, np.ndarray],
+                    gt_mesh: Tuple[np.ndarray, np.ndarray], threshold: float) -> Dict[str, float]:
+    """The scored points measured against the other mesh's surface instead of its sample points: no sampling floor.
+    Keys as `point_metrics`, prefixed with "surface_"."""
+    if len(pred) == 0 or len(gt) == 0:
+        raise ValueError(f"no points to compare (prediction {len(pred)}, GT {len(gt)})")
+    metrics = distance_metrics(distance_to_surface(pred, *gt_mesh), distance_to_surface(gt, *pred_mesh), threshold)
+    return {f"surface_{k}": v for k, v in metrics.items()}
 
 
 def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
@@ -178,7 +216,8 @@ def scored_points(
     observed_by: Optional[Path] = None,
 ) -> Dict[str, object]:
     """The sample points `evaluate` scores: "pred" and "gt" [N, 3] after the sphere cut and the observation test,
-    with "observed_fraction" / "observed_pred_fraction" (None without `observed_by`) and the sphere's "center"."""
+    with "observed_fraction" / "observed_pred_fraction" (None without `observed_by`), the sphere's "center", and
+    the loaded "pred_mesh" / "gt_mesh" as (vertices, faces or None)."""
     rng = np.random.default_rng(seed)
     pred_vertices, pred_faces = load_geometry(mesh)
     pred_points = sample_surface(pred_vertices, pred_faces, num_points, rng)
@@ -202,7 +241,8 @@ def scored_points(
         observed_pred_fraction = float(keep.mean()) if len(keep) else 0.0
         pred_points = pred_points[keep]
     return {"pred": pred_points, "gt": gt_points, "observed_fraction": observed_fraction,
-            "observed_pred_fraction": observed_pred_fraction, "center": center}
+            "observed_pred_fraction": observed_pred_fraction, "center": center,
+            "pred_mesh": (pred_vertices, pred_faces), "gt_mesh": (gt_vertices, gt_faces)}
 
 
 def evaluate(
@@ -219,6 +259,9 @@ def evaluate(
     pred_points, gt_points, center = points["pred"], points["gt"], points["center"]
     observed_fraction, observed_pred_fraction = points["observed_fraction"], points["observed_pred_fraction"]
     result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
+    if points["pred_mesh"][1] is not None and points["gt_mesh"][1] is not None:
+        result.update(surface_metrics(pred_points, gt_points, points["pred_mesh"], points["gt_mesh"],
+                                      result["threshold"]))
     result["observed_fraction"] = observed_fraction
     result["observed_pred_fraction"] = observed_pred_fraction
     result["sphere"] = (

@@ -356,3 +356,47 @@ def test_observed_scoring_ignores_the_back_an_sdf_closes_behind_an_open_scan(tmp
     assert seen["accuracy"] < 0.01 and seen["completeness"] < 0.01
     assert abs(seen["observed_pred_fraction"] - (1 - r / d) / 2) < 0.01  # the visible cap of the whole sphere
     assert abs(seen["observed_fraction"] - (1 - r / d)) < 0.03  # ... which is (1 - r/d) of the front half
+
+
+def test_surface_distances_of_concentric_spheres_are_the_gap(tmp_path):
+    """Spheres of radii 1 and 1 + d: every point of one surface is exactly d from the other, so the surface Chamfer
+    is d and the F-score 1 below / 0 above the gap, whatever the sampling; the point-to-point estimate is biased
+    above d by the sample spacing (its floor). A mesh against itself: surface Chamfer 0, point-to-point not."""
+    import trimesh
+
+    gap = 0.02
+    inner = trimesh.creation.icosphere(subdivisions=6, radius=1.0)
+    outer = trimesh.creation.icosphere(subdivisions=6, radius=1.0 + gap)
+    inner.export(tmp_path / "gt.ply")
+    outer.export(tmp_path / "pred.ply")
+    sagitta = 1.0 - np.linalg.norm(inner.triangles_center, axis=1).min()  # the facets' deviation from the sphere
+    assert sagitta < 2e-4
+    for threshold, fscore in ((gap * 1.2, 1.0), (gap * 0.8, 0.0)):
+        result = eval_mesh.evaluate(tmp_path / "pred.ply", tmp_path / "gt.ply", num_points=5_000, threshold=threshold)
+        for key in ("surface_accuracy", "surface_completeness", "surface_chamfer"):
+            assert result[key] == pytest.approx(gap, abs=2 * sagitta)
+        assert result["surface_fscore"] == fscore
+        assert result["chamfer"] > gap + 0.005  # 5 000 points on a unit sphere: ~0.05 apart
+    same = eval_mesh.evaluate(tmp_path / "gt.ply", tmp_path / "gt.ply", num_points=5_000)
+    assert same["surface_chamfer"] < 1e-5 and same["chamfer"] > 0.005
+
+
+def test_distance_to_surface_matches_the_closed_form_far_from_the_origin():
+    """Open3D works in float32: a unit square at 1e5 units from the origin (a DTU scan in mm is ~1e3 away) must
+    still give the exact point-to-square distance (above: the height; beside: the distance to the edge)."""
+    offset = np.array([1e5, -2e5, 3e5])
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float64) + offset
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    points = np.array([[0.5, 0.5, 0.25], [0.2, 0.7, -0.01], [1.3, 0.5, 0.4], [-0.3, -0.4, 0.0]]) + offset
+    expected = [0.25, 0.01, 0.5, 0.5]
+    np.testing.assert_allclose(eval_mesh.distance_to_surface(points, vertices, faces), expected, atol=1e-3)
+
+
+def test_point_clouds_get_no_surface_metrics(tmp_path):
+    import trimesh
+
+    points = sphere_points((0, 0, 0), 1.0, 2000)
+    trimesh.PointCloud(points).export(tmp_path / "cloud.ply")
+    trimesh.creation.icosphere(subdivisions=3).export(tmp_path / "gt.ply")
+    result = eval_mesh.evaluate(tmp_path / "cloud.ply", tmp_path / "gt.ply", num_points=2000)
+    assert "chamfer" in result and not any(key.startswith("surface_") for key in result)
