@@ -71,11 +71,16 @@ def patch_mean(points: np.ndarray, values: np.ndarray, patch: float) -> np.ndarr
 
 
 def regression(offsets: np.ndarray, displacement: np.ndarray) -> Dict[str, float]:
+    """Least-squares slope of the offsets on the displacement and their correlation, over the points where both are
+    finite (NaN when either is constant)."""
+    from scipy.stats import linregress
+
     ok = np.isfinite(offsets) & np.isfinite(displacement)
     x, y = displacement[ok], offsets[ok]
-    slope = float(np.polyfit(x, y, 1)[0]) if len(x) > 2 and x.std() > 0 else float("nan")
-    corr = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
-    return {"slope": slope, "corr": corr}
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return {"slope": float("nan"), "corr": float("nan")}
+    fit = linregress(x, y)
+    return {"slope": float(fit.slope), "corr": float(fit.rvalue)}
 
 
 def main(argv: Sequence[str] = None) -> int:
