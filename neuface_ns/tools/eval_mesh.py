@@ -33,6 +33,12 @@ what DTU's observation masks do: a reconstruction is not blamed for surface no t
 that an SDF closes behind an open face scan. Training cameras are the scan's views minus `held_out_views` in its
 scene.json (the realistic-scene generator writes it), or all views.
 
+With `--seen-in-masks <IDR scan dir>`, the predicted mesh first keeps only the triangles a training camera sees
+inside its mask (`mask/`); `seen_faces_fraction` says how many. This scores the surface the images support: an SDF
+trained on an open face scan against a black background can grow a sheet behind the scan's rim that is seen only
+against the background (painted black, it costs a volume renderer nothing), and scoring it blames the method for
+surface no image supports. Give both figures: this one is a post-processing choice, not the raw mesh.
+
 All distances are in the meshes' own units (DTU world units: the scan's mm; normalised exports:
 scene units). The default threshold is 1% of the diagonal of the bounding box of the evaluated GT
 points.
@@ -124,28 +130,55 @@ def surface_metrics(pred: np.ndarray, gt: np.ndarray, pred_mesh: Tuple[np.ndarra
     return {f"surface_{k}": v for k, v in metrics.items()}
 
 
-def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
-    """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
-    from PIL import Image
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
+
+def _training_views(scene: Path) -> Tuple[List[int], List[Path], np.ndarray]:
+    """Indices and image paths of the scan's training views (all views minus scene.json's `held_out_views`),
+    with every view's world_mat; one line naming the file when something is missing."""
     path = scene / "cameras.npz"
     if not path.is_file():
         raise SystemExit(f"eval_mesh: {path}: no cameras.npz")
-    images = sorted(p for p in (scene / "image").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = sorted(p for p in (scene / "image").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) \
+        if (scene / "image").is_dir() else []
     if not images:
         raise SystemExit(f"eval_mesh: {scene / 'image'}: no images")
-    with Image.open(images[0]) as first:
-        width, height = first.size
     held_out = set()
     if (scene / "scene.json").is_file():
         held_out = set(json.loads((scene / "scene.json").read_text()).get("held_out_views", []))
     with np.load(path) as cameras:
-        matrices = [
-            np.asarray(cameras[f"world_mat_{i}"], dtype=np.float64)[:3, :4]
-            for i in range(len(images))
-            if i not in held_out and f"world_mat_{i}" in cameras
-        ]
-    return matrices, width, height
+        keep = [i for i in range(len(images)) if i not in held_out and f"world_mat_{i}" in cameras]
+        if not keep:
+            raise SystemExit(f"eval_mesh: {path}: no world_mat_<i> for the training views of {scene / 'image'}")
+        matrices = np.stack([np.asarray(cameras[f"world_mat_{i}"], dtype=np.float64)[:3, :4] for i in keep])
+    return keep, [images[i] for i in keep], matrices
+
+
+def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
+    """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
+    from PIL import Image
+
+    _, images, matrices = _training_views(scene)
+    with Image.open(images[0]) as first:
+        width, height = first.size
+    return list(matrices), width, height
+
+
+def training_masks(scene: Path) -> List[np.ndarray]:
+    """[H, W] bool foreground masks of the training views (mask/<image stem>.png or .jpg, > half), in the order of
+    `training_cameras`."""
+    from PIL import Image
+
+    masks = []
+    for image in _training_views(scene)[1]:
+        path = next((scene / "mask" / f"{image.stem}{s}" for s in _IMAGE_SUFFIXES
+                     if (scene / "mask" / f"{image.stem}{s}").is_file()), None)
+        if path is None:
+            missing = scene / "mask" / f"{image.stem}.png"
+            raise SystemExit(f"eval_mesh: {missing}: missing mask of training view {image.name}")
+        with Image.open(path) as mask:
+            masks.append(np.asarray(mask.convert("L")) > 127)
+    return masks
 
 
 def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
@@ -174,6 +207,44 @@ def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, camera
         direction = centre - points[candidates]
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         blocked = mesh.ray.intersects_any(points[candidates] + nudge * direction, direction)
+        seen[candidates[~blocked]] = True
+    return seen
+
+
+def seen_in_masks(vertices: np.ndarray, faces: np.ndarray, cameras, masks: Sequence[np.ndarray]) -> np.ndarray:
+    """[F] bool: the triangle's centroid is seen by some camera (in front of it, nothing of the mesh between) at a
+    pixel inside that camera's mask (OpenCV pixel centres: the pixel nearest to the projection).
+
+    What the training views show of a mesh inside their foreground masks. Surface they never show there is either
+    hidden from every view (the back an SDF closes behind an open face scan, inner sheets) or seen only against the
+    background, e.g. a sheet behind an open scan's rim that a volume renderer paints black against a black
+    background: nothing in the images supports it."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    centroids = mesh.triangles_center
+    nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+    seen = np.zeros(len(centroids), dtype=bool)
+    homogeneous = np.concatenate([centroids, np.ones((len(centroids), 1))], axis=1)
+    for P, mask in zip(cameras, masks):
+        todo = np.flatnonzero(~seen)
+        if len(todo) == 0:
+            break
+        pix = homogeneous[todo] @ np.asarray(P).T
+        depth = pix[:, 2]
+        in_front = depth > 0
+        safe = np.where(in_front, depth, 1.0)
+        u, v = np.rint(pix[:, 0] / safe), np.rint(pix[:, 1] / safe)
+        height, width = mask.shape
+        inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        candidates = todo[inside]
+        candidates = candidates[mask[v[inside].astype(int), u[inside].astype(int)]]
+        if len(candidates) == 0:
+            continue
+        centre = -np.linalg.solve(np.asarray(P)[:, :3], np.asarray(P)[:, 3])
+        direction = centre - centroids[candidates]
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        blocked = mesh.ray.intersects_any(centroids[candidates] + nudge * direction, direction)
         seen[candidates[~blocked]] = True
     return seen
 
@@ -214,12 +285,25 @@ def scored_points(
     sphere_radius: Optional[float] = None,
     seed: int = 0,
     observed_by: Optional[Path] = None,
+    seen_in_masks_of: Optional[Path] = None,
 ) -> Dict[str, object]:
     """The sample points `evaluate` scores: "pred" and "gt" [N, 3] after the sphere cut and the observation test,
     with "observed_fraction" / "observed_pred_fraction" (None without `observed_by`), the sphere's "center", and
-    the loaded "pred_mesh" / "gt_mesh" as (vertices, faces or None)."""
+    the loaded "pred_mesh" / "gt_mesh" as (vertices, faces or None). With `seen_in_masks_of` (a scan dir) the
+    predicted mesh first keeps only the triangles that scan's training views see inside their masks
+    (`seen_in_masks`; "seen_faces_fraction" says how many)."""
     rng = np.random.default_rng(seed)
     pred_vertices, pred_faces = load_geometry(mesh)
+    seen_faces_fraction = None
+    if seen_in_masks_of is not None:
+        if pred_faces is None:
+            raise ValueError(f"{mesh}: keeping what the masks show needs a mesh with faces")
+        cameras, _, _ = training_cameras(seen_in_masks_of)
+        keep = seen_in_masks(pred_vertices, pred_faces, cameras, training_masks(seen_in_masks_of))
+        seen_faces_fraction = float(keep.mean())
+        if not keep.any():
+            raise ValueError(f"{mesh}: no triangle is seen inside a training mask of {seen_in_masks_of}")
+        pred_faces = pred_faces[keep]
     pred_points = sample_surface(pred_vertices, pred_faces, num_points, rng)
     gt_vertices, gt_faces = load_geometry(gt)
     gt_points = sample_surface(gt_vertices, gt_faces, num_points, rng)
@@ -242,6 +326,7 @@ def scored_points(
         pred_points = pred_points[keep]
     return {"pred": pred_points, "gt": gt_points, "observed_fraction": observed_fraction,
             "observed_pred_fraction": observed_pred_fraction, "center": center,
+            "seen_faces_fraction": seen_faces_fraction,
             "pred_mesh": (pred_vertices, pred_faces), "gt_mesh": (gt_vertices, gt_faces)}
 
 
@@ -254,8 +339,9 @@ def evaluate(
     sphere_radius: Optional[float] = None,
     seed: int = 0,
     observed_by: Optional[Path] = None,
+    seen_in_masks_of: Optional[Path] = None,
 ) -> Dict[str, object]:
-    points = scored_points(mesh, gt, num_points, sphere_center, sphere_radius, seed, observed_by)
+    points = scored_points(mesh, gt, num_points, sphere_center, sphere_radius, seed, observed_by, seen_in_masks_of)
     pred_points, gt_points, center = points["pred"], points["gt"], points["center"]
     observed_fraction, observed_pred_fraction = points["observed_fraction"], points["observed_pred_fraction"]
     result: Dict[str, object] = point_metrics(pred_points, gt_points, threshold)
@@ -264,6 +350,7 @@ def evaluate(
                                       result["threshold"]))
     result["observed_fraction"] = observed_fraction
     result["observed_pred_fraction"] = observed_pred_fraction
+    result["seen_faces_fraction"] = points["seen_faces_fraction"]
     result["sphere"] = (
         None if sphere_radius is None else {"center": [float(v) for v in center], "radius": float(sphere_radius)}
     )
@@ -298,6 +385,8 @@ class EvalMesh:
     """IDR scan dir: cut to the sphere of cameras.npz scale_mat_0"""
     observed_by: Optional[Path] = None
     """IDR scan dir: score only the surface (GT and predicted) its training cameras see"""
+    seen_in_masks: Optional[Path] = None
+    """IDR scan dir: first keep only the predicted triangles its training views see inside their masks"""
     seed: int = 0
     """seed of the surface sampling"""
 
@@ -313,7 +402,7 @@ class EvalMesh:
             center, radius = sphere_from_scene(self.scene)
         try:
             result = evaluate(self.mesh, self.gt, self.num_points, self.threshold, center, radius, self.seed,
-                              self.observed_by)
+                              self.observed_by, self.seen_in_masks)
         except ValueError as err:
             raise SystemExit(f"eval_mesh: {err}") from None
         print(json.dumps(result))

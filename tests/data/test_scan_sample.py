@@ -89,8 +89,10 @@ def test_realistic_benchmark_reports_every_figure(capsys, load_script):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("wall_s", "psnr_masked", "ssim_masked", "relit_psnr_masked", "unrelit_psnr_masked",
                 "relit_gain_db", "albedo_shading_corr", "gt_albedo_shading_corr", "mesh_chamfer", "mesh_fscore",
-                "mesh_surface_chamfer", "mesh_surface_fscore", "mesh_observed_fraction", "peak_memory_mb"):
+                "mesh_surface_chamfer", "mesh_surface_fscore", "mesh_observed_fraction", "peak_memory_mb",
+                "mesh_seen_surface_chamfer", "mesh_seen_fscore"):
         assert np.isfinite(result[key]), key
+    assert 0.0 < result["mesh_seen_faces_fraction"] <= 1.0  # the mesh cut to what the masks show
     assert result["mesh_threshold"] == 1.0  # F-score at 1 mm
     assert 0.3 < result["mesh_observed_fraction"] <= 1.0
     assert result["relit_gain_db"] == pytest.approx(result["relit_psnr_masked"] - result["unrelit_psnr_masked"])

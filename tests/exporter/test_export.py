@@ -358,6 +358,75 @@ def test_observed_scoring_ignores_the_back_an_sdf_closes_behind_an_open_scan(tmp
     assert abs(seen["observed_fraction"] - (1 - r / d)) < 0.03  # ... which is (1 - r/d) of the front half
 
 
+def _one_camera_scan(root: Path, f: float, size: int, d: float, mask: np.ndarray) -> np.ndarray:
+    """An IDR scan dir with one training camera on the +z axis at distance d looking at the origin (OpenCV axes,
+    principal point at the image centre) and the given mask; returns its world-to-pixel matrix."""
+    from PIL import Image
+
+    for folder in ("image", "mask"):
+        (root / folder).mkdir(parents=True)
+    Image.new("RGB", (size, size)).save(root / "image" / "000.png")
+    Image.fromarray((mask * 255).astype(np.uint8)).save(root / "mask" / "000.png")
+    c = (size - 1) / 2.0
+    K = np.array([[f, 0, c], [0, f, c], [0, 0, 1]])
+    R, centre = np.diag([1.0, -1.0, -1.0]), np.array([0.0, 0.0, d])
+    world_mat = np.eye(4)
+    world_mat[:3, :4] = K @ np.concatenate([R, -R @ centre[:, None]], axis=1)
+    np.savez(root / "cameras.npz", world_mat_0=world_mat)
+    return world_mat[:3, :4]
+
+
+def test_seen_in_masks_keeps_the_visible_cap_and_drops_a_sheet_seen_against_the_background(tmp_path):
+    """A unit sphere seen from distance d, its mask the closed-form disc it projects to (radius f r / sqrt(d^2 -
+    r^2) pixels), and a large square 3 units behind it (what a volume renderer can grow behind an open scan's rim
+    and paint black). Kept: the sphere's triangles on the visible cap (centroid z > r^2 / d) at least a pixel inside
+    the disc (the cap's rim is foreshortened into the disc's last pixel, where the rounding decides); dropped: the
+    hidden back of the sphere and the whole square (behind the sphere it is hidden, beside it the mask is empty).
+    Scored against the sphere, the raw mesh's accuracy is ruined by the visible part of the square; the kept mesh's
+    is the facets' sagitta."""
+    import trimesh
+
+    r, d, f, size = 1.0, 5.0, 120.0, 121
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=r)
+    square = trimesh.Trimesh([[-6, -6, -3], [6, -6, -3], [6, 6, -3], [-6, 6, -3]], [[0, 1, 2], [0, 2, 3]])
+    square = square.subdivide().subdivide().subdivide().subdivide()
+    both = trimesh.util.concatenate([sphere, square])
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2.0
+    disc = np.hypot(xx - c, yy - c) <= f * r / np.sqrt(d * d - r * r)
+    scan = tmp_path / "scan"
+    P = _one_camera_scan(scan, f, size, d, disc)
+    (camera,), masks = eval_mesh.training_cameras(scan)[0], eval_mesh.training_masks(scan)
+    np.testing.assert_array_equal(masks[0], disc)
+
+    keep = eval_mesh.seen_in_masks(both.vertices, both.faces, [camera], masks)
+    n = len(sphere.faces)
+    x, y, z = sphere.triangles_center.T
+    projected = f * np.hypot(x, y) / (d - z)  # pixels from the image centre
+    assert not keep[n:].any()  # nothing of the square
+    # the near cap a pixel inside the disc is kept (the cap's rim is foreshortened into the disc's last pixel)
+    assert keep[:n][(z > r * r / d) & (projected < f * r / np.sqrt(d * d - r * r) - 1.0)].all()
+    assert not keep[:n][z < r * r / d - 0.05].any()  # the far side, hidden by the near cap
+    np.testing.assert_allclose(camera, P)
+
+    both.export(tmp_path / "pred.ply")
+    sphere.export(tmp_path / "gt.ply")
+    raw = eval_mesh.evaluate(tmp_path / "pred.ply", tmp_path / "gt.ply", num_points=20_000, observed_by=scan)
+    cut = eval_mesh.evaluate(tmp_path / "pred.ply", tmp_path / "gt.ply", num_points=20_000, observed_by=scan,
+                             seen_in_masks_of=scan)
+    assert raw["surface_accuracy"] > 1.0 and raw["seen_faces_fraction"] is None
+    assert cut["surface_accuracy"] < 1e-3 and cut["surface_completeness"] < 0.02
+    assert cut["seen_faces_fraction"] == pytest.approx(keep.mean())
+
+
+def test_seen_in_masks_says_which_mask_is_missing(tmp_path):
+    scan = tmp_path / "scan"
+    _one_camera_scan(scan, 100.0, 21, 5.0, np.ones((21, 21), dtype=bool))
+    (scan / "mask" / "000.png").unlink()
+    with pytest.raises(SystemExit, match=r"mask/000\.png: missing mask of training view 000\.png"):
+        eval_mesh.training_masks(scan)
+
+
 def test_surface_distances_of_concentric_spheres_are_the_gap(tmp_path):
     """Spheres of radii 1 and 1 + d: every point of one surface is exactly d from the other, so the surface Chamfer
     is d and the F-score 1 below / 0 above the gap, whatever the sampling; the point-to-point estimate is biased
