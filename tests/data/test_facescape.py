@@ -431,6 +431,7 @@ def test_paper_preset_is_the_face_paper_setting():
     assert small.pipeline.model.near_surface_half_width == 0.01
     assert small.pipeline.model.albedo_smoothness_loss_mult == 0.1
     assert small.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.5
+    assert small.pipeline.datamanager.train_num_rays_per_batch == 1024  # paper 2048 from one image
     assert m.albedo_smoothness_loss_mult == 0.0 and cfg.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.0
 
 
