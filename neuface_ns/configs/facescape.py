@@ -20,7 +20,8 @@
   steps 1300 and 1750). Not in the paper, each measured on the path-traced scan sample and the bundled synthetic
   sample (README "Performance"): the tri-plane appearance of `neuface-dtu` instead of the SIREN, the foreground
   half of the rays, an albedo-smoothness prior (weight 0.1) and the wider sample band. Sized so the bundled
-  synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, 2026-11-26). (With
+  synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, fresh clone,
+  2026-11-27: 12 min 22 s with 1024 rays, 30.56 dB, Chamfer 0.65 mm; 7 min 27 s and 28.60 dB, 0.85 mm with 512). (With
   P at the full lr the initial sphere collapsed within a few dozen steps with the earlier SIREN default; with the
   tri-plane it trains and smooths the face less, but the runs get noisier: scan sample, three seeds, surface
   Chamfer 0.82-1.01 mm against 0.76-1.82, one run at 24.05 dB; README "Performance". At lr / 100 the appearance
