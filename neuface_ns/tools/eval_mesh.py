@@ -133,8 +133,8 @@ def surface_metrics(pred: np.ndarray, gt: np.ndarray, pred_mesh: Tuple[np.ndarra
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _training_views(scene: Path) -> Tuple[List[int], List[Path], np.ndarray]:
-    """Indices and image paths of the scan's training views (all views minus scene.json's `held_out_views`),
+def _training_views(scene: Path) -> Tuple[List[Path], np.ndarray]:
+    """Image paths of the scan's training views (all views minus scene.json's `held_out_views`),
     with every view's world_mat; one line naming the file when something is missing."""
     path = scene / "cameras.npz"
     if not path.is_file():
@@ -151,14 +151,14 @@ def _training_views(scene: Path) -> Tuple[List[int], List[Path], np.ndarray]:
         if not keep:
             raise SystemExit(f"eval_mesh: {path}: no world_mat_<i> for the training views of {scene / 'image'}")
         matrices = np.stack([np.asarray(cameras[f"world_mat_{i}"], dtype=np.float64)[:3, :4] for i in keep])
-    return keep, [images[i] for i in keep], matrices
+    return [images[i] for i in keep], matrices
 
 
 def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
     """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
     from PIL import Image
 
-    _, images, matrices = _training_views(scene)
+    images, matrices = _training_views(scene)
     with Image.open(images[0]) as first:
         width, height = first.size
     return list(matrices), width, height
@@ -170,7 +170,7 @@ def training_masks(scene: Path) -> List[np.ndarray]:
     from PIL import Image
 
     masks = []
-    for image in _training_views(scene)[1]:
+    for image in _training_views(scene)[0]:
         path = next((scene / "mask" / f"{image.stem}{s}" for s in _IMAGE_SUFFIXES
                      if (scene / "mask" / f"{image.stem}{s}").is_file()), None)
         if path is None:
@@ -181,26 +181,26 @@ def training_masks(scene: Path) -> List[np.ndarray]:
     return masks
 
 
-def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
-    """[N] bool: the point projects inside some camera's image, in front of it, with nothing of the mesh between.
-
-    The occlusion test casts a ray from the point (nudged towards the camera by 1e-4 of the mesh's size, so that
-    it does not hit its own triangle) to the camera centre."""
+def _seen_by_cameras(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, accept) -> np.ndarray:
+    """[N] bool: some camera k has the point in front of it, `accept(k, u, v)` true at its projection (u, v: pixel
+    coordinates, OpenCV centres) and nothing of the mesh between. The occlusion test casts a ray from the point
+    (nudged towards the camera by 1e-4 of the mesh's size, so that it does not hit its own triangle) to the camera
+    centre; only points not yet seen are projected and cast."""
     import trimesh
 
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
     seen = np.zeros(len(points), dtype=bool)
     homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
-    for P in cameras:
+    for k, P in enumerate(cameras):
+        P = np.asarray(P)
         todo = np.flatnonzero(~seen)
         if len(todo) == 0:
             break
         pix = homogeneous[todo] @ P.T
         in_front = pix[:, 2] > 0
-        u = pix[:, 0] / np.where(in_front, pix[:, 2], 1.0)
-        v = pix[:, 1] / np.where(in_front, pix[:, 2], 1.0)
-        candidates = todo[in_front & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)]
+        depth = np.where(in_front, pix[:, 2], 1.0)
+        candidates = todo[in_front & accept(k, pix[:, 0] / depth, pix[:, 1] / depth)]
         if len(candidates) == 0:
             continue
         centre = -np.linalg.solve(P[:, :3], P[:, 3])
@@ -211,6 +211,15 @@ def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, camera
     return seen
 
 
+def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
+    """[N] bool: the point projects inside some camera's image, in front of it, with nothing of the mesh between."""
+
+    def in_image(_, u, v):
+        return (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+
+    return _seen_by_cameras(points, vertices, faces, cameras, in_image)
+
+
 def seen_in_masks(vertices: np.ndarray, faces: np.ndarray, cameras, masks: Sequence[np.ndarray]) -> np.ndarray:
     """[F] bool: the triangle's centroid is seen by some camera (in front of it, nothing of the mesh between) at a
     pixel inside that camera's mask (OpenCV pixel centres: the pixel nearest to the projection).
@@ -219,34 +228,17 @@ def seen_in_masks(vertices: np.ndarray, faces: np.ndarray, cameras, masks: Seque
     hidden from every view (the back an SDF closes behind an open face scan, inner sheets) or seen only against the
     background, e.g. a sheet behind an open scan's rim that a volume renderer paints black against a black
     background: nothing in the images supports it."""
-    import trimesh
 
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    centroids = mesh.triangles_center
-    nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
-    seen = np.zeros(len(centroids), dtype=bool)
-    homogeneous = np.concatenate([centroids, np.ones((len(centroids), 1))], axis=1)
-    for P, mask in zip(cameras, masks):
-        todo = np.flatnonzero(~seen)
-        if len(todo) == 0:
-            break
-        pix = homogeneous[todo] @ np.asarray(P).T
-        depth = pix[:, 2]
-        in_front = depth > 0
-        safe = np.where(in_front, depth, 1.0)
-        u, v = np.rint(pix[:, 0] / safe), np.rint(pix[:, 1] / safe)
-        height, width = mask.shape
-        inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        candidates = todo[inside]
-        candidates = candidates[mask[v[inside].astype(int), u[inside].astype(int)]]
-        if len(candidates) == 0:
-            continue
-        centre = -np.linalg.solve(np.asarray(P)[:, :3], np.asarray(P)[:, 3])
-        direction = centre - centroids[candidates]
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        blocked = mesh.ray.intersects_any(centroids[candidates] + nudge * direction, direction)
-        seen[candidates[~blocked]] = True
-    return seen
+    def in_mask(k, u, v):
+        u, v = np.rint(u), np.rint(v)
+        height, width = masks[k].shape
+        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        hit = np.zeros(len(u), dtype=bool)
+        hit[inside] = masks[k][v[inside].astype(int), u[inside].astype(int)]
+        return hit
+
+    centroids = vertices[faces].mean(axis=1)
+    return _seen_by_cameras(centroids, vertices, faces, cameras, in_mask)
 
 
 def load_geometry(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
