@@ -29,7 +29,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -241,8 +243,9 @@ def _canvas_box(browser: Chromium):
 class FrameWatcher:
     """Reads the rendered frame (the 3D canvas region of page screenshots) and the viewer's status line."""
 
-    def __init__(self, browser: Chromium):
+    def __init__(self, browser: Chromium, diagnostics: Optional[Callable[[], str]] = None):
         self.browser = browser
+        self.diagnostics = diagnostics
         self.region = _canvas_box(browser)
         self.max_res = 512  # nerfstudio's "Max res" default; the full-resolution frame has max(w, h) == max_res
 
@@ -271,8 +274,38 @@ class FrameWatcher:
             last = frame
             time.sleep(0.5)
         raise AssertionError(
-            f"no new full-resolution frame within {timeout:.0f} s (status: {_resolution(_status(self.browser))})"
+            f"no new full-resolution frame within {timeout:.0f} s (status: {_resolution(_status(self.browser))})\n"
+            + (self.diagnostics() if self.diagnostics is not None else "")
         )
+
+
+def _viewer_env(tmp_path: Path) -> dict:
+    """ns-viewer's environment: unbuffered output, and SIGUSR1 prints every thread's stack to its log (a
+    sitecustomize on PYTHONPATH registers it with faulthandler), so a viewer that stops rendering says where."""
+    folder = tmp_path / "sitecustomize"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+    )
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+
+
+def _diagnostics(viewer: subprocess.Popen, viewer_log: Path, browser: Chromium) -> str:
+    """The ns-viewer log with every thread's stack, and the tail of Chromium's stderr."""
+    if viewer.poll() is None:
+        os.kill(viewer.pid, signal.SIGUSR1)
+        time.sleep(2)
+    chromium = Path(browser.log.name).read_text(errors="replace")[-2000:]
+    return f"ns-viewer log:\n{viewer_log.read_text(errors='replace')[-8000:]}\nchromium stderr:\n{chromium}"
+
+
+def _open_viewer_page(browser: Chromium, port: int) -> None:
+    browser.call("Page.navigate", url=f"http://127.0.0.1:{port}")
+    deadline = time.time() + 60
+    while "Reset lighting" not in _status(browser):
+        assert time.time() < deadline, "the viewer page did not show the NeuFace lighting panel: " + _status(browser)
+        time.sleep(0.2)
 
 
 def test_viewer_renders_the_face_and_the_lighting_panel_relights_it(tiny_checkpoint, tmp_path):
@@ -284,7 +317,7 @@ def test_viewer_renders_the_face_and_the_lighting_panel_relights_it(tiny_checkpo
     viewer = subprocess.Popen(
         [str(BIN / "ns-viewer"), "--load-config", str(tiny_checkpoint),
          "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_viewer_env(tmp_path),
     )  # fmt: skip
     browser = None
     try:
@@ -299,19 +332,26 @@ def test_viewer_renders_the_face_and_the_lighting_panel_relights_it(tiny_checkpo
                 time.sleep(0.5)
 
         browser = Chromium(executable)
-        browser.call("Page.navigate", url=f"http://127.0.0.1:{port}")
-        deadline = time.time() + 60
-        while "Reset lighting" not in _status(browser):
-            assert time.time() < deadline, "the viewer page did not show the NeuFace lighting panel: " + _status(browser)
-            time.sleep(0.2)
+        _open_viewer_page(browser, port)
         text = _status(browser)
         assert "NeuFace lighting" in text and "Light yaw (deg)" in text and "Specular" in text
-        watcher = FrameWatcher(browser)
+        viewer_log = tmp_path / "ns-viewer.log"
+        watcher = FrameWatcher(browser, lambda: _diagnostics(viewer, viewer_log, browser))
         everything = np.ones(watcher.canvas().shape[:2], dtype=bool)
 
         # 1. The first full-resolution frame shows the object against the empty (black) scene. The training
-        #    cameras are hidden by the NeuFace start view, so what is seen is the model's render.
-        first, _, first_seconds = watcher.wait_for_new_frame(None, everything, timeout=120)
+        #    cameras are hidden by the NeuFace start view, so what is seen is the model's render. It takes
+        #    5-11 s here; once (CI, 2026-11-27) no frame came in 120 s and nothing was logged. A viewer that
+        #    logged an error fails at once; otherwise the page is reloaded once (what a user would do) and the
+        #    evidence (every ns-viewer thread's stack, Chromium's stderr) is kept in a warning.
+        try:
+            first, _, first_seconds = watcher.wait_for_new_frame(None, everything, timeout=60)
+        except AssertionError as error:
+            if "Traceback" in viewer_log.read_text(errors="replace"):
+                raise
+            warnings.warn(f"no first frame; the page is reloaded once. {error}")
+            _open_viewer_page(browser, port)
+            first, _, first_seconds = watcher.wait_for_new_frame(None, everything, timeout=120)
         Image.fromarray(browser.screenshot()).save(shots / "viewer_first_frame.png")
         assert "Show Train Cams" in _status(browser)
         corners = np.concatenate([first[:10, :10].reshape(-1, 3), first[-10:, -10:].reshape(-1, 3)])
