@@ -2,7 +2,7 @@
 
     neuface-export --load-config outputs/.../config.yml --output-dir exports/ [--resolution 512]
         [--vertex-colors albedo|rgb|none] [--texture albedo|rgb|none] [--format ply|obj]
-        [--no-world-units] [--no-keep-largest-component] [--overwrite]
+        [--no-world-units] [--no-keep-largest-component] [--cut-to-masks] [--overwrite]
 
 Loads a run (nerfstudio's eval_setup), checks the inputs, then calls `neuface_ns.exporter.export_mesh`
 (see its modules for the geometry, units, colours and texture atlas). The library never imports this
@@ -38,6 +38,9 @@ class ExportMesh:
     world_units: bool = True
     """Write vertices in the dataset's world frame (DTU: undo scale_mat; FaceScape: TU mm). --no-world-units: normalised scene units."""
     keep_largest_component: bool = True
+    cut_to_masks: bool = False
+    """Keep only the triangles some training view shows inside its foreground mask: drops the back the SDF closes
+    behind an open face scan and sheets seen only against the background (needs the run's masks)."""
     vertex_colors: Literal["albedo", "rgb", "none"] = "albedo"
     """Per-vertex colour: the model's albedo, its rgb seen head-on, or none (geometry only)."""
     texture: Literal["none", "albedo", "rgb"] = "none"
@@ -90,6 +93,7 @@ class ExportMesh:
             texture_size=self.texture_size,
             textured_path=self.output_dir / "mesh_textured.obj",
             chunk=self.chunk,
+            cut_to_masks=self.cut_to_masks,
         )
 
 

@@ -35,6 +35,7 @@ def export_mesh(
     texture_size: int = 1024,
     textured_path: Optional[Path] = None,
     chunk: int = 65536,
+    cut_to_masks: bool = False,
 ) -> List[Path]:
     """Write a NeuFace pipeline's surface to `mesh_path` (.ply or .obj, by its suffix) and, with
     `texture`, a textured OBJ + MTL + PNG at `textured_path` (default: mesh_textured.obj next to
@@ -46,7 +47,10 @@ def export_mesh(
     colour outputs. Vertex normals are the SDF's gradients (the mesh's own where it vanishes); colours
     come from short rays against them (appearance.py), cast `2 voxels` outside the surface. With
     `world_units` vertices and normals are written in the dataset's world frame (units.py),
-    otherwise in normalised scene units. Raises RuntimeError when the SDF has no surface in the box.
+    otherwise in normalised scene units. With `cut_to_masks` only the triangles some training view shows
+    inside its foreground mask are kept (neuface_ns/visibility.py: not the closed back behind an open scan, nor
+    sheets seen only against the background; needs the run's masks). Raises RuntimeError when the SDF has no
+    surface in the box or nothing is left after the cut.
     """
     import trimesh
 
@@ -66,13 +70,15 @@ def export_mesh(
     CONSOLE.print(f"  {len(mesh.vertices)} vertices, {len(mesh.faces)} faces ({time.perf_counter() - start:.1f} s)")
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
+    if cut_to_masks:
+        vertices, faces = _cut_to_training_masks(pipeline, vertices, faces)
     voxel = (np.asarray(bounds_max) - np.asarray(bounds_min)) / (grid_shape(resolution)[1] - 1)
     offset = float(2.0 * voxel.max())
     normals = sdf_normals(model.field, torch.tensor(vertices, dtype=torch.float32, device=model.device), chunk)
     normals = normals.cpu().numpy().astype(np.float64)
     bad = np.linalg.norm(normals, axis=-1) < 0.5  # vanishing gradient: use the mesh's own normal
     if bad.any():
-        normals[bad] = np.asarray(mesh.vertex_normals)[bad]
+        normals[bad] = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals)[bad]
 
     if world_units:
         transform, scale = world_frame(pipeline)
@@ -132,6 +138,23 @@ def export_mesh(
     for path in written:
         CONSOLE.print(f"  {path}")
     return written
+
+
+def _cut_to_training_masks(pipeline, vertices: np.ndarray, faces: np.ndarray):
+    from neuface_ns.visibility import cut_to_masks, training_views
+
+    start = time.perf_counter()
+    cameras, masks = training_views(pipeline)
+    CONSOLE.print(f"Cutting to what {len(masks)} training views show inside their masks...")
+    try:
+        kept_vertices, kept_faces, _ = cut_to_masks(vertices, faces, cameras, masks)
+    except ValueError as error:
+        raise RuntimeError(f"--cut-to-masks: {error} (the surface is not where the cameras look)") from None
+    CONSOLE.print(
+        f"  kept {len(kept_faces)} of {len(faces)} faces ({100.0 * len(kept_faces) / len(faces):.0f}%,"
+        f" {time.perf_counter() - start:.1f} s)"
+    )
+    return kept_vertices, kept_faces
 
 
 def extract_mesh_to_file(

@@ -56,6 +56,8 @@ import numpy as np
 import tyro
 from scipy.spatial import cKDTree
 
+from neuface_ns.visibility import observed, seen_in_masks  # noqa: F401 (eval_mesh.seen_in_masks)
+
 
 def sample_surface(vertices: np.ndarray, faces: Optional[np.ndarray], count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` points uniformly distributed over the triangles' area (the vertices if no faces)."""
@@ -179,66 +181,6 @@ def training_masks(scene: Path) -> List[np.ndarray]:
         with Image.open(path) as mask:
             masks.append(np.asarray(mask.convert("L")) > 127)
     return masks
-
-
-def _seen_by_cameras(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, accept) -> np.ndarray:
-    """[N] bool: some camera k has the point in front of it, `accept(k, u, v)` true at its projection (u, v: pixel
-    coordinates, OpenCV centres) and nothing of the mesh between. The occlusion test casts a ray from the point
-    (nudged towards the camera by 1e-4 of the mesh's size, so that it does not hit its own triangle) to the camera
-    centre; only points not yet seen are projected and cast."""
-    import trimesh
-
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    nudge = 1e-4 * float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
-    seen = np.zeros(len(points), dtype=bool)
-    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
-    for k, P in enumerate(cameras):
-        P = np.asarray(P)
-        todo = np.flatnonzero(~seen)
-        if len(todo) == 0:
-            break
-        pix = homogeneous[todo] @ P.T
-        in_front = pix[:, 2] > 0
-        depth = np.where(in_front, pix[:, 2], 1.0)
-        candidates = todo[in_front & accept(k, pix[:, 0] / depth, pix[:, 1] / depth)]
-        if len(candidates) == 0:
-            continue
-        centre = -np.linalg.solve(P[:, :3], P[:, 3])
-        direction = centre - points[candidates]
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        blocked = mesh.ray.intersects_any(points[candidates] + nudge * direction, direction)
-        seen[candidates[~blocked]] = True
-    return seen
-
-
-def observed(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cameras, width: int, height: int) -> np.ndarray:
-    """[N] bool: the point projects inside some camera's image, in front of it, with nothing of the mesh between."""
-
-    def in_image(_, u, v):
-        return (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
-
-    return _seen_by_cameras(points, vertices, faces, cameras, in_image)
-
-
-def seen_in_masks(vertices: np.ndarray, faces: np.ndarray, cameras, masks: Sequence[np.ndarray]) -> np.ndarray:
-    """[F] bool: the triangle's centroid is seen by some camera (in front of it, nothing of the mesh between) at a
-    pixel inside that camera's mask (OpenCV pixel centres: the pixel nearest to the projection).
-
-    What the training views show of a mesh inside their foreground masks. Surface they never show there is either
-    hidden from every view (the back an SDF closes behind an open face scan, inner sheets) or seen only against the
-    background, e.g. a sheet behind an open scan's rim that a volume renderer paints black against a black
-    background: nothing in the images supports it."""
-
-    def in_mask(k, u, v):
-        u, v = np.rint(u), np.rint(v)
-        height, width = masks[k].shape
-        inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        hit = np.zeros(len(u), dtype=bool)
-        hit[inside] = masks[k][v[inside].astype(int), u[inside].astype(int)]
-        return hit
-
-    centroids = vertices[faces].mean(axis=1)
-    return _seen_by_cameras(centroids, vertices, faces, cameras, in_mask)
 
 
 def load_geometry(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:

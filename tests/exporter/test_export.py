@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -469,3 +470,93 @@ def test_point_clouds_get_no_surface_metrics(tmp_path):
     trimesh.creation.icosphere(subdivisions=3).export(tmp_path / "gt.ply")
     result = eval_mesh.evaluate(tmp_path / "cloud.ply", tmp_path / "gt.ply", num_points=2000)
     assert "chamfer" in result and not any(key.startswith("surface_") for key in result)
+
+
+# ---------------------------------------------------------------------------------------------------- cut to masks
+
+
+def _ns_cameras(c2w: torch.Tensor, fx, fy, cx, cy, width: int, height: int):
+    from nerfstudio.cameras.cameras import Cameras
+
+    n = c2w.shape[0]
+    column = lambda v: torch.full((n, 1), float(v))  # noqa: E731
+    return Cameras(camera_to_worlds=c2w, fx=column(fx), fy=column(fy), cx=column(cx), cy=column(cy),
+                   width=torch.full((n, 1), width), height=torch.full((n, 1), height))
+
+
+def test_world_to_pixel_puts_every_nerfstudio_ray_on_its_pixel_centre():
+    """Independent reference: nerfstudio's own ray generation. A point anywhere on the ray of pixel (row i, col
+    j) projects to (u, v) = (j, i), the OpenCV centre of that pixel, for rotated, off-centre cameras."""
+    from scipy.spatial.transform import Rotation
+
+    from neuface_ns.visibility import world_to_pixel
+
+    rotations = torch.tensor(Rotation.random(2, random_state=4).as_matrix(), dtype=torch.float32)
+    c2w = torch.cat([rotations, torch.tensor([[[0.3], [-1.2], [2.5]], [[-2.0], [0.4], [0.1]]])], dim=2)
+    cameras = _ns_cameras(c2w, 41.0, 37.0, 13.2, 9.7, 27, 19)
+    P = world_to_pixel(cameras)
+    for k in range(2):
+        rays = cameras.generate_rays(camera_indices=k)
+        points = (rays.origins + 1.7 * rays.directions).reshape(-1, 3).double().numpy()
+        pix = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ P[k].T
+        rows, cols = np.mgrid[0:19, 0:27]
+        np.testing.assert_allclose(pix[:, 0] / pix[:, 2], cols.reshape(-1), atol=1e-3)
+        np.testing.assert_allclose(pix[:, 1] / pix[:, 2], rows.reshape(-1), atol=1e-3)
+        assert (pix[:, 2] > 0).all()
+
+
+def _masked_pipeline(model, tmp_path: Path, mask: Optional[np.ndarray], f: float, size: int, d: float):
+    """A pipeline whose one training camera (nerfstudio axes) sits at distance d from the sphere's centre on +z
+    looking at it, with `mask` as its foreground mask file (None: a run without masks)."""
+    from PIL import Image
+
+    c2w = torch.eye(4)[:3].clone()[None]
+    c2w[0, :, 3] = torch.tensor(SPHERE_CENTER) + torch.tensor([0.0, 0.0, d])
+    paths = None
+    if mask is not None:
+        paths = [tmp_path / "mask_000.png"]
+        Image.fromarray((mask * 255).astype(np.uint8)).save(paths[0])
+    dataset = SimpleNamespace(cameras=_ns_cameras(c2w, f, f, size / 2, size / 2, size, size), fg_mask_filenames=paths,
+                              downscale_factor=1, scale_factor=1.0)
+    pipeline = fake_pipeline(model)
+    pipeline.datamanager.train_dataset = dataset
+    pipeline.datamanager.config = SimpleNamespace(data=tmp_path / "scene")
+    return pipeline
+
+
+def test_export_cut_to_masks_keeps_the_masked_part_of_the_visible_cap(tmp_path, small_model):
+    """The analytic sphere (radius r) seen by one camera at distance d, its mask the left half of the image: the
+    cut mesh is the visible cap (z - z0 > r^2 / d) left of the camera's axis, whose area is a quarter of the
+    sphere's times (1 - r / d) (closed form of a spherical cap), up to the rim's facets."""
+    import trimesh
+
+    r, d, f, size = SPHERE_RADIUS, 1.5, 60.0, 64
+    mask = np.zeros((size, size), dtype=bool)
+    mask[:, : size // 2] = True
+    pipeline = _masked_pipeline(small_model(), tmp_path, mask, f, size, d)
+    exporter = ExportMesh(load_config=tmp_path / "c.yml", output_dir=tmp_path / "out", resolution=48,
+                          vertex_colors="albedo", world_units=False, cut_to_masks=True)
+    exporter.run(pipeline)
+    cut = trimesh.load(tmp_path / "out" / "mesh.ply", process=False)
+    full = extract_mesh(lambda x: (x - torch.tensor(SPHERE_CENTER)).norm(dim=-1, keepdim=True) - r, 48)
+    rel = np.asarray(cut.vertices) - np.asarray(SPHERE_CENTER)
+    voxel = 2.0 / 47
+    assert (rel[:, 2] > r * r / d - voxel).all()  # nothing of the hidden side
+    assert (rel[:, 0] < voxel).all()  # nothing of the right half, which the mask leaves out
+    expected = 0.25 * (1 - r / d) * 4 * math.pi * r * r
+    assert abs(cut.area - expected) < 0.06 * expected
+    assert cut.area < 0.2 * full.area
+    colors = np.asarray(cut.visual.vertex_colors)[:, :3] / 255.0  # colours follow the kept vertices
+    np.testing.assert_allclose(colors, np.broadcast_to(np.clip(np.asarray(ALBEDO) * math.pi, 0, 1), colors.shape),
+                               atol=1.0 / 255 + 1e-6)
+
+
+def test_export_cut_to_masks_needs_masks_and_says_so(tmp_path, small_model):
+    pipeline = _masked_pipeline(small_model(), tmp_path, None, 60.0, 64, 1.5)
+    exporter = ExportMesh(load_config=tmp_path / "c.yml", output_dir=tmp_path / "out", resolution=16,
+                          vertex_colors="none", world_units=False, cut_to_masks=True)
+    with pytest.raises(NeuFaceInputError, match=r"scene: has no foreground masks"):
+        exporter.run(pipeline)
+    empty = _masked_pipeline(small_model(), tmp_path, np.zeros((64, 64), dtype=bool), 60.0, 64, 1.5)
+    with pytest.raises(RuntimeError, match="no triangle is seen inside a training mask"):
+        exporter.run(empty)
