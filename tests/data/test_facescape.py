@@ -432,6 +432,7 @@ def test_paper_preset_is_the_face_paper_setting():
     assert small.pipeline.model.albedo_smoothness_loss_mult == 0.1
     assert small.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.5
     assert small.pipeline.datamanager.train_num_rays_per_batch == 1024  # paper 2048 from one image
+    assert tuple(small.pipeline.model.sdf_field.residual.hidden_dims) == (64, 64, 32)  # paper (256, 256, 256, 128)
     assert m.albedo_smoothness_loss_mult == 0.0 and cfg.pipeline.datamanager.pixel_sampler.foreground_fraction == 0.0
 
 
