@@ -116,14 +116,13 @@ def training_views(pipeline) -> Tuple[np.ndarray, List[np.ndarray]]:
 
 
 def cut_to_masks(vertices: np.ndarray, faces: np.ndarray, cameras, masks: Sequence[np.ndarray]):
-    """The mesh without the triangles no training view shows inside its mask (`seen_in_masks`), and without the
-    vertices only those used: (vertices, faces, index of each kept vertex in the input). ValueError when nothing
-    is left."""
+    """The mesh without the triangles no training view shows inside its mask (`seen_in_masks`) and without the
+    vertices only those used, as a trimesh.Trimesh. ValueError when nothing is left."""
+    import trimesh
+
     keep = seen_in_masks(vertices, faces, cameras, masks)
     if not keep.any():
         raise ValueError("no triangle is seen inside a training mask")
-    kept_faces = faces[keep]
-    used = np.unique(kept_faces)
-    remap = np.full(len(vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return vertices[used], remap[kept_faces], used
+    mesh = trimesh.Trimesh(vertices, faces[keep], process=False)
+    mesh.remove_unreferenced_vertices()
+    return mesh

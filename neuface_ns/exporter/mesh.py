@@ -68,17 +68,17 @@ def export_mesh(
         chunk=chunk,
     )
     CONSOLE.print(f"  {len(mesh.vertices)} vertices, {len(mesh.faces)} faces ({time.perf_counter() - start:.1f} s)")
+    if cut_to_masks:
+        mesh = _cut_to_training_masks(pipeline, mesh)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    if cut_to_masks:
-        vertices, faces = _cut_to_training_masks(pipeline, vertices, faces)
     voxel = (np.asarray(bounds_max) - np.asarray(bounds_min)) / (grid_shape(resolution)[1] - 1)
     offset = float(2.0 * voxel.max())
     normals = sdf_normals(model.field, torch.tensor(vertices, dtype=torch.float32, device=model.device), chunk)
     normals = normals.cpu().numpy().astype(np.float64)
     bad = np.linalg.norm(normals, axis=-1) < 0.5  # vanishing gradient: use the mesh's own normal
     if bad.any():
-        normals[bad] = np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals)[bad]
+        normals[bad] = np.asarray(mesh.vertex_normals)[bad]
 
     if world_units:
         transform, scale = world_frame(pipeline)
@@ -140,21 +140,21 @@ def export_mesh(
     return written
 
 
-def _cut_to_training_masks(pipeline, vertices: np.ndarray, faces: np.ndarray):
+def _cut_to_training_masks(pipeline, mesh):
     from neuface_ns.visibility import cut_to_masks, training_views
 
     start = time.perf_counter()
     cameras, masks = training_views(pipeline)
     CONSOLE.print(f"Cutting to what {len(masks)} training views show inside their masks...")
     try:
-        kept_vertices, kept_faces, _ = cut_to_masks(vertices, faces, cameras, masks)
+        cut = cut_to_masks(np.asarray(mesh.vertices), np.asarray(mesh.faces), cameras, masks)
     except ValueError as error:
         raise RuntimeError(f"--cut-to-masks: {error} (the surface is not where the cameras look)") from None
     CONSOLE.print(
-        f"  kept {len(kept_faces)} of {len(faces)} faces ({100.0 * len(kept_faces) / len(faces):.0f}%,"
+        f"  kept {len(cut.faces)} of {len(mesh.faces)} faces ({100.0 * len(cut.faces) / len(mesh.faces):.0f}%,"
         f" {time.perf_counter() - start:.1f} s)"
     )
-    return kept_vertices, kept_faces
+    return cut
 
 
 def extract_mesh_to_file(
