@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""What a perfect NeuFace-type diffuse model would score on a path-traced scene's held-out views (the ceiling of
-the issue's relighting goals), computed from the scene's ground truth without training anything.
+"""What a perfect NeuFace-type model would score on a path-traced scene's held-out views (the ceiling of the
+issue's relighting goals), computed from the scene's ground truth without training anything.
 
     python scripts/relight_ceiling.py [--scene neuface_ns/data/sample/scan] [--scan james.obj] [--output c.json]
 
@@ -10,12 +10,17 @@ and smooth normals; take the true diffuse colour (shading/diffuse/<v>.png, sRGB-
 
     sh:      albedo x E_SH(n)                                  (NeuFace's diffuse term, exact light and geometry)
     sh_vis:  albedo x sum_w L_SH(w) V(x, w) max(0, n.w) dw     (the same with the scan's own occlusion, 512 directions)
+    sh_spec: albedo x E_SH(n) + k LT(w_r, rho)                 (+ NeuFace's SH specular lobe: the light integral
+             around the reflected direction with the exp(-l(l+1)/2 rho) attenuation; one strength k and roughness
+             rho for every view and both lights, the best of a grid, so an optimistic bound)
 
 encode them as the renders are (exposure picked for the best score, sRGB) and score them with the project's
 protocol (3x3 colour fit, masked PSNR) against the path-traced image under that light (image/ for "train",
-relit/image/ for "relight"). `relight_vs_train_image` is the unrelit baseline of the relit goal (the training-light
-image scored against the relit one). A model without specular can reach at most the `sh` numbers; the gap to a
-perfect render is Cycles' specular, subsurface and interreflection. Needs the scan (scene.json's settings.scan_obj).
+relit/image/ for "relight"). The `linear_` keys are the same predictions for a model that, like the paper's, fits
+the stored (sRGB-encoded) pixel values with linear shading: the encoded albedo times the shading, not encoded again.
+`relight_vs_train_image` is the unrelit baseline of the relit goal (the training-light image scored against the relit
+one). Cycles' subsurface and interreflection are the rest of the gap to a perfect render. Needs the scan (scene.json's
+settings.scan_obj).
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ from neuface_ns.lighting.sh import fibonacci_directions, lambertian_factors, rea
 from render_scan_scene import srgb_decode, srgb_encode  # noqa: E402  (the renders' own encoding)
 
 ORDER = 10
+#: The specular lobe's grid (roughness rho, strength k relative to the light integral).
+ROUGHNESS_GRID = (0.025, 0.05, 0.1, 0.2)
+STRENGTH_GRID = (0.08, 0.16, 0.24, 0.32)
 
 
 def sh_basis(directions: np.ndarray) -> np.ndarray:
@@ -46,6 +54,13 @@ def sh_basis(directions: np.ndarray) -> np.ndarray:
 def irradiance(normals: np.ndarray, light: np.ndarray) -> np.ndarray:
     factors = lambertian_factors(ORDER).double()[sh_degrees(ORDER).long()].numpy()
     return (sh_basis(normals) * factors) @ light
+
+
+def specular_light(reflected: np.ndarray, roughness: float, light: np.ndarray) -> np.ndarray:
+    """NeuFace's light integral around the reflected direction (lighting/light.py), in numpy."""
+    degrees = sh_degrees(ORDER).double().numpy()
+    attenuation = np.exp(-degrees * (degrees + 1) / 2 * roughness)
+    return np.maximum((sh_basis(reflected) * attenuation) @ light, 0.0)
 
 
 def occluded_irradiance(mesh, points: np.ndarray, normals: np.ndarray, light: np.ndarray, count: int) -> np.ndarray:
@@ -64,15 +79,15 @@ def occluded_irradiance(mesh, points: np.ndarray, normals: np.ndarray, light: np
     return total * 4 * np.pi / count
 
 
-def best_score(linear: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
-    """Masked colour-fitted PSNR of the sRGB-encoded prediction at its best exposure (the renders' exposure is a
-    free scale: the model learns it)."""
+def best_score(linear: np.ndarray, target: np.ndarray, mask: np.ndarray, encoded: bool = True) -> float:
+    """Masked colour-fitted PSNR of the prediction at its best exposure (the renders' exposure is a free scale: the
+    model learns it): sRGB-encoded (`encoded`), or clipped as it is (a model of the stored values)."""
     best = -np.inf
     median = max(float(np.median(linear[mask])), 1e-6)
     for scale in np.geomspace(0.2, 3.0, 15) * (0.5 / median):
-        predicted = torch.from_numpy(srgb_encode(linear * scale)).float()
-        metrics = masked_image_metrics(predicted, torch.from_numpy(target).float(), torch.from_numpy(mask)[..., None],
-                                       lpips=False)
+        values = srgb_encode(linear * scale) if encoded else np.clip(linear * scale, 0.0, 1.0)
+        metrics = masked_image_metrics(torch.from_numpy(values).float(), torch.from_numpy(target).float(),
+                                       torch.from_numpy(mask)[..., None], lpips=False)
         best = max(best, metrics["psnr_masked"])
     return float(best)
 
@@ -122,19 +137,43 @@ def main(argv=None) -> int:
         albedo = srgb_decode(np.asarray(Image.open(args.scene / "shading" / "diffuse" / f"{view:03d}.png").convert("RGB"))
                              / 255.0)
         row = {"view": view}
+        view_out = -directions[ray]
+        reflected = 2.0 * (normals * view_out).sum(1, keepdims=True) * normals - view_out
         for name, light in lights.items():
             for label, values in (("sh", irradiance(normals, light)),
                                   ("sh_vis", occluded_irradiance(mesh, points, normals, light, args.directions))):
                 shading = np.zeros((height * width, 3))
                 shading[ray] = values
-                row[f"{name}_{label}"] = best_score(albedo * shading.reshape(height, width, 3), images[name], mask)
+                diffuse = albedo * shading.reshape(height, width, 3)
+                row[f"{name}_{label}"] = best_score(diffuse, images[name], mask)
+                row[f"linear_{name}_{label}"] = best_score(srgb_encode(albedo) * shading.reshape(height, width, 3),
+                                                           images[name], mask, encoded=False)
+                if label != "sh":
+                    continue
+                for rho in ROUGHNESS_GRID:
+                    lobe = np.zeros((height * width, 3))
+                    lobe[ray] = specular_light(reflected, rho, light)
+                    lobe = lobe.reshape(height, width, 3)
+                    for k in STRENGTH_GRID:
+                        row[f"{name}_sh_spec_{rho}_{k}"] = best_score(diffuse + k * lobe, images[name], mask)
+                        row[f"linear_{name}_sh_spec_{rho}_{k}"] = best_score(
+                            srgb_encode(albedo) * shading.reshape(height, width, 3) + k * lobe, images[name], mask,
+                            encoded=False)
         row["relight_vs_train_image"] = float(masked_image_metrics(
             torch.from_numpy(images["train"]).float(), torch.from_numpy(images["relight"]).float(),
             torch.from_numpy(mask)[..., None], lpips=False)["psnr_masked"])
         rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
+        print(json.dumps({k: v for k, v in row.items() if "_spec_" not in k}), file=sys.stderr, flush=True)
     keys = [k for k in rows[0] if k != "view"]
-    result = {"mean": {k: round(float(np.mean([r[k] for r in rows])), 2) for k in keys}, "views": rows}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    result = {"mean": {k: round(v, 2) for k, v in mean.items() if "_spec_" not in k},
+              "views": [{k: v for k, v in r.items() if "_spec_" not in k} for r in rows]}
+    for prefix in ("", "linear_"):  # one lobe for both lights: the best sum over the grid
+        lobes = [(rho, k) for rho in ROUGHNESS_GRID for k in STRENGTH_GRID]
+        rho, k = max(lobes, key=lambda g: sum(mean[f"{prefix}{n}_sh_spec_{g[0]}_{g[1]}"] for n in lights))
+        for name in lights:
+            result["mean"][f"{prefix}{name}_sh_spec"] = round(mean[f"{prefix}{name}_sh_spec_{rho}_{k}"], 2)
+        result["mean"][f"{prefix}specular_lobe"] = {"roughness": rho, "strength": k}
     print(json.dumps(result))
     if args.output is not None:
         args.output.write_text(json.dumps(result, indent=1) + "\n")
