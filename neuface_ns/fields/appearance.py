@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,9 @@ class TriplaneAppearanceConfig(SpatialAppearanceConfig):
     features_per_level: int = 8
     init_scale: float = 0.1
     param_group: str = "appearance_grid"
+    initial_roughness: Optional[float] = None
+    """Roughness where training starts (the head's bias), or None: the head's default init, softplus(~0) = 0.69,
+    a lobe so wide that the light's orders above 2 get no gradient from the specular term."""
 
 
 class MultiResolutionTriplane(nn.Module):
@@ -138,6 +141,9 @@ class TriplaneAppearance(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.output_dim = 1 + config.num_basis + 3 + config.specular_channels
         self.head = nn.Linear(in_dim, self.output_dim)
+        if config.initial_roughness is not None:
+            with torch.no_grad():  # softplus(bias) = initial_roughness
+                self.head.bias[0] = math.log(math.expm1(config.initial_roughness))
 
     def grid_parameters(self):
         return list(self.grid.parameters())

@@ -30,6 +30,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns import losses
 from neuface_ns.calibration import PhotometricCalibration
+from neuface_ns.camera_response import ImageEncoding, encode
 from neuface_ns.eval import describe_protocol, masked_image_metrics, predicted_mask
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.lighting.light import INITIAL_LIGHTS, SHEnvironmentLight
@@ -79,6 +80,9 @@ class NeuFaceBaseModelConfig(ModelConfig):
     training light a free albedo can hold the shading; this makes the light explain it."""
     albedo_smoothness_radius: float = 0.02
     """Standard deviation of the random offset delta (world units; 0.02 = 2 mm in the face frame)."""
+    image_encoding: ImageEncoding = "linear"
+    """How the images store radiance (camera_response.py): "linear" (the paper's model: rendered colour = pixel
+    value) or "srgb" (render linear radiance, then encode it as a camera does). Not in the paper."""
     eval_num_rays_per_chunk: int = 2048
     eval_ssim: Literal["masked-image", "pixel-list"] = "masked-image"
     """ssim_masked on the masked images (the project's protocol) or over the list of mask pixels (NeuFace's
@@ -321,15 +325,18 @@ class NeuFaceBaseModel(Model):
     def _calibrated_display(self, outputs: Dict[str, torch.Tensor], matrices: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The per-ray renderer outputs through the per-image colour calibration A (docs/method.md section 3).
 
-        rgb = clamp(raw A, 0, 1); albedo (x pi), diffuse, specular through the same A for display; normal as
+        rgb = encode(clamp(raw A, 0, 1)) (the camera response, camera_response.py; the identity for "linear");
+        albedo (x pi), diffuse, specular through the same A and encoding for display; normal as
         (n + 1) / 2 where something was rendered. The display outputs come first (rgb first: the viewer's
         default), then the renderer's extra (loss) outputs and the uncalibrated "specular_radiance"."""
-        apply = PhotometricCalibration.apply
+        def colour(values: torch.Tensor) -> torch.Tensor:
+            return encode(torch.clamp(PhotometricCalibration.apply(values, matrices), 0.0, 1.0), self.config.image_encoding)
+
         display = {
-            "rgb": torch.clamp(apply(outputs["raw"], matrices), 0.0, 1.0),
-            "albedo": torch.clamp(apply(outputs["albedo"] * math.pi, matrices), 0.0, 1.0),
-            "diffuse": torch.clamp(apply(outputs["diffuse"], matrices), 0.0, 1.0),
-            "specular": torch.clamp(apply(outputs["specular"].expand(-1, 3), matrices), 0.0, 1.0),
+            "rgb": colour(outputs["raw"]),
+            "albedo": colour(outputs["albedo"] * math.pi),
+            "diffuse": colour(outputs["diffuse"]),
+            "specular": colour(outputs["specular"].expand(-1, 3)),
             "roughness": outputs["roughness"].clamp(0.0, 1.0),
             "normal": (F.normalize(outputs["normal_vector"], dim=-1) + 1.0) / 2.0 * (outputs["accumulation"] > 0),
             "depth": outputs["depth"],

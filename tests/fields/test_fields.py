@@ -350,3 +350,18 @@ def test_triplane_appearance_outputs_and_its_own_param_group(make_model, small_f
     ids = [id(p) for group in groups.values() for p in group]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for n, p in model.named_parameters() if n != "device_indicator_param"}
+
+
+@pytest.mark.parametrize("initial", [0.02, 0.1, 0.5])
+def test_triplane_initial_roughness_is_where_training_starts(initial):
+    """softplus(bias) = initial_roughness: the roughness of a fresh network at random points lies around it (the
+    head's random weights add a little spread), and without the option it is softplus(~0) = log 2."""
+    from neuface_ns.fields.appearance import TriplaneAppearanceConfig
+
+    points = torch.rand(2000, 3) * 2 - 1
+    torch.manual_seed(0)
+    rough = TriplaneAppearanceConfig(initial_roughness=initial).setup()(points)["roughness"]
+    assert float(rough.median()) == pytest.approx(initial, rel=0.25)
+    torch.manual_seed(0)
+    default = TriplaneAppearanceConfig().setup()(points)["roughness"]
+    assert float(default.median()) == pytest.approx(math.log(2.0), rel=0.25)
