@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from neuface_ns.eval import masked_image_metrics  # noqa: E402
+from neuface_ns.lighting.light import SHEnvironmentLight  # noqa: E402
 from neuface_ns.lighting.sh import fibonacci_directions, lambertian_factors, real_spherical_harmonics, sh_degrees  # noqa: E402
 from render_scan_scene import srgb_decode, srgb_encode  # noqa: E402  (the renders' own encoding)
 
@@ -57,10 +58,12 @@ def irradiance(normals: np.ndarray, light: np.ndarray) -> np.ndarray:
 
 
 def specular_light(reflected: np.ndarray, roughness: float, light: np.ndarray) -> np.ndarray:
-    """NeuFace's light integral around the reflected direction (lighting/light.py), in numpy."""
-    degrees = sh_degrees(ORDER).double().numpy()
-    attenuation = np.exp(-degrees * (degrees + 1) / 2 * roughness)
-    return np.maximum((sh_basis(reflected) * attenuation) @ light, 0.0)
+    """The model's own light integral around the reflected direction (SHEnvironmentLight.specular_light)."""
+    model_light = SHEnvironmentLight(ORDER, torch.from_numpy(light)).double()
+    with torch.no_grad():
+        values = model_light.specular_light(torch.from_numpy(reflected), torch.full((len(reflected), 1), roughness,
+                                                                                 dtype=torch.float64))
+    return values.numpy()
 
 
 def occluded_irradiance(mesh, points: np.ndarray, normals: np.ndarray, light: np.ndarray, count: int) -> np.ndarray:
@@ -145,9 +148,9 @@ def main(argv=None) -> int:
                 shading = np.zeros((height * width, 3))
                 shading[ray] = values
                 diffuse = albedo * shading.reshape(height, width, 3)
+                linear_diffuse = srgb_encode(albedo) * shading.reshape(height, width, 3)  # the paper's model
                 row[f"{name}_{label}"] = best_score(diffuse, images[name], mask)
-                row[f"linear_{name}_{label}"] = best_score(srgb_encode(albedo) * shading.reshape(height, width, 3),
-                                                           images[name], mask, encoded=False)
+                row[f"linear_{name}_{label}"] = best_score(linear_diffuse, images[name], mask, encoded=False)
                 if label != "sh":
                     continue
                 for rho in ROUGHNESS_GRID:
@@ -156,9 +159,8 @@ def main(argv=None) -> int:
                     lobe = lobe.reshape(height, width, 3)
                     for k in STRENGTH_GRID:
                         row[f"{name}_sh_spec_{rho}_{k}"] = best_score(diffuse + k * lobe, images[name], mask)
-                        row[f"linear_{name}_sh_spec_{rho}_{k}"] = best_score(
-                            srgb_encode(albedo) * shading.reshape(height, width, 3) + k * lobe, images[name], mask,
-                            encoded=False)
+                        row[f"linear_{name}_sh_spec_{rho}_{k}"] = best_score(linear_diffuse + k * lobe, images[name],
+                                                                             mask, encoded=False)
         row["relight_vs_train_image"] = float(masked_image_metrics(
             torch.from_numpy(images["train"]).float(), torch.from_numpy(images["relight"]).float(),
             torch.from_numpy(mask)[..., None], lpips=False)["psnr_masked"])
