@@ -68,6 +68,9 @@ class NeuFaceBaseModelConfig(ModelConfig):
     calibration_latent_dim: int = 50
     eval_latent: str = "mean"
     """Calibration latent for held-out views and the viewer: "mean" or a training image index."""
+    calibration_form: Literal["matrix", "white_balance"] = "matrix"
+    """"matrix": the paper's 3x3 colour matrix; "white_balance": positive per-channel gains only, so relighting
+    cannot clip channels to black (calibration.py)."""
     # Loss weights (paper preset), 0 switches a term off.
     color_loss_mult: float = 1.0
     eikonal_loss_mult: float = 0.1
@@ -150,7 +153,9 @@ class NeuFaceBaseModel(Model):
         self.collider = None  # the bounding sphere is handled by the tracer
         self.field = self.config.sdf_field.setup()
         self.light = SHEnvironmentLight(self.config.sh_order, INITIAL_LIGHTS[self.config.initial_light](self.config.sh_order))
-        self.calibration = PhotometricCalibration(self.num_train_data, self.config.calibration_latent_dim)
+        self.calibration = PhotometricCalibration(
+            self.num_train_data, self.config.calibration_latent_dim, form=self.config.calibration_form
+        )
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
         # Viewer panel "NeuFace lighting" (relight, toggle terms when not training); no parameters, so
         # checkpoints are unchanged, and it never writes to self.light.

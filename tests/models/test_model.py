@@ -260,6 +260,42 @@ def test_calibration_max_norm_and_fixed_latents():
     assert float(calib.fixed_latent(0).norm()) == pytest.approx(1.0)
 
 
+def test_white_balance_calibration_is_positive_per_channel_gains():
+    torch.manual_seed(0)
+    calib = PhotometricCalibration(num_images=4, latent_dim=5, hidden_dim=8, form="white_balance")
+    np.testing.assert_allclose(calib.matrices(torch.arange(4), None).detach().numpy(),
+                               np.broadcast_to(np.eye(3) / np.pi, (4, 3, 3)), atol=0.01)  # starts at I / pi too
+    with torch.no_grad():  # an MLP pushed hard enough that a linear head would give negative entries
+        calib.latents.normal_(0.0, 2.0)
+        for p in calib.mlp.parameters():
+            p.normal_(0.0, 3.0)
+    matrices = calib.matrices(torch.arange(4), None).detach().numpy()
+    gains = np.log1p(np.exp(calib.mlp(calib._renormed(calib.latents)).detach().numpy()))  # numpy softplus
+    np.testing.assert_allclose(matrices, np.stack([np.diag(g) for g in gains]), rtol=1e-5, atol=1e-7)
+    assert (np.diagonal(matrices, axis1=1, axis2=2) > 0).all()
+    # so a positive radiance stays positive in every channel whatever the light's colour (no clipping to black)
+    colors = torch.rand(50, 3) + 1e-3
+    calibrated = PhotometricCalibration.apply(colors, calib.matrices(None, None))
+    np.testing.assert_allclose(calibrated.detach().numpy(), colors.numpy() * np.diag(calib.matrices(None, None)[0].detach().numpy()),
+                               rtol=1e-5)
+    assert (calibrated > 0).all()
+    with pytest.raises(ValueError, match="calibration form"):
+        PhotometricCalibration(num_images=2, form="affine")
+
+
+def test_model_renders_through_the_white_balance_calibration(make_model):
+    model = make_model("surface", calibration_form="white_balance")
+    with torch.no_grad():
+        model.calibration.mlp[-1].bias.copy_(torch.tensor([0.0, -50.0, 2.0]))  # gains ~0.69, ~0, ~2.13
+    model.eval()
+    with torch.no_grad():
+        out = model(_rays(30))
+    hit = out["accumulation"][:, 0] > 0.5
+    assert int(hit.sum()) > 5
+    assert float(out["rgb"][hit, 1].max()) < 1e-6  # the green gain is ~0: green is dark, red / blue are not
+    assert float(out["rgb"][hit, 0].min()) > 0 and float(out["rgb"][hit, 2].min()) > 0
+
+
 @pytest.mark.parametrize("mode, eval_latent", [("volume", "mean"), ("surface", "2"), ("volume", "2")])
 def test_eval_uses_the_fixed_latent_and_ignores_camera_indices(make_model, mode, eval_latent):
     # every sample shaded at eval too (volume), so eval and training renders of the same rays compare to 1e-5
