@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.nn import Parameter
 
 from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.model_components.renderers import RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
@@ -83,6 +84,10 @@ class NeuFaceBaseModelConfig(ModelConfig):
     training light a free albedo can hold the shading; this makes the light explain it."""
     albedo_smoothness_radius: float = 0.02
     """Standard deviation of the random offset delta (world units; 0.02 = 2 mm in the face frame)."""
+    light_first_steps: int = 0
+    """Not in the paper (0 = off): for this many first training steps the shading uses one albedo per batch (the
+    mean of the field's albedo at the shaded points), so the light has to explain the shading before a free albedo
+    can absorb it. Without it the light's direction stays where it starts (paper initial light: from behind)."""
     image_encoding: ImageEncoding = "linear"
     """How the images store radiance (camera_response.py): "linear" (the paper's model: rendered colour = pixel
     value) or "srgb" (render linear radiance, then encode it as a camera does). Not in the paper."""
@@ -164,6 +169,15 @@ class NeuFaceBaseModel(Model):
     @property
     def lighting_controls(self) -> LightingControls:
         return self._modules[LIGHTING_PANEL]
+
+    #: The trainer's step, set before each training iteration (light_first_steps reads it).
+    training_step: int = 0
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_step(step: int) -> None:
+            self.training_step = step
+
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step, update_every_num_iters=1)]
 
     # ------------------------------------------------------------------ hooks of the renderers
     def _trace_options(self) -> Dict[str, Any]:
@@ -317,7 +331,10 @@ class NeuFaceBaseModel(Model):
         settings = None
         if not self.training:
             settings = active_override() or self.lighting_controls.settings()
-        shaded = shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
+        material = self.field.material(points)
+        if self.training and self.training_step < self.config.light_first_steps:
+            material["albedo"] = material["albedo"].mean(0, keepdim=True).expand_as(material["albedo"])
+        shaded = shade(material, self.field.integrated_basis, self.light, normals, view_out, settings)
         if self.training and self.config.albedo_smoothness_loss_mult > 0:
             # The albedo at the points and a random small step away, [P, 6]; the points are detached so that the
             # prior shapes the albedo only, never the geometry.

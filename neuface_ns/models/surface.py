@@ -88,7 +88,10 @@ class NeuFaceSurfaceModel(NeuFaceBaseModel):
             # Derived from the step alone, so a resumed run continues with the right alpha.
             self.current_mask_alpha = self.config.mask_alpha * 2 ** sum(step >= m for m in milestones)
 
-        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_mask_alpha, update_every_num_iters=1)]
+        return [
+            *super().get_training_callbacks(training_callback_attributes),
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_mask_alpha, update_every_num_iters=1),
+        ]
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         return {**super().get_metrics_dict(outputs, batch), "mask_alpha": torch.tensor(float(self.current_mask_alpha))}

@@ -434,6 +434,34 @@ def test_mask_alpha_doubles_at_milestones(make_model):
     assert steps_model.current_mask_alpha == 100.0
 
 
+@pytest.mark.parametrize("mode", ["surface", "volume"])
+def test_light_first_steps_shade_with_one_albedo_then_release_it(make_model, mode):
+    torch.manual_seed(0)
+    model = make_model(mode, light_first_steps=5)
+    with torch.no_grad():  # A = I / (4 pi): displayed albedo / 4, never clamped, so it is linear in the weights
+        model.calibration.mlp[-1].bias.copy_(torch.eye(3).flatten() / (4 * math.pi))
+    attrs = TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=None, trainer=None)
+    model.train()
+
+    def albedo_spread_and_light_gradient(step):
+        for cb in model.get_training_callbacks(attrs):
+            cb.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        model.zero_grad()
+        out = model(_rays(60, camera_indices=torch.zeros(60, 1, dtype=torch.long)))  # one calibration A
+        hit = out["accumulation"][:, 0] > 0.3
+        assert int(hit.sum()) > 10
+        # one albedo a per batch: a ray shows (sum of its weights) x a, so its channel ratios are a's
+        albedo = out["albedo"][hit].detach()
+        ratios = albedo[:, :2] / albedo[:, 2:]
+        out["rgb"].sum().backward()
+        return float((ratios - ratios.mean(0)).abs().max()), float(model.light.coefficients.grad.abs().sum())
+
+    spread, light_gradient = albedo_spread_and_light_gradient(4)
+    assert spread < 1e-5 and light_gradient > 0  # one albedo for the batch, the light still learns
+    spread, light_gradient = albedo_spread_and_light_gradient(5)
+    assert spread > 1e-3 and light_gradient > 0  # released at the step named
+
+
 # --------------------------------------------------------------------------- image metrics
 def test_masked_metrics_recover_a_colour_transform():
     g = torch.Generator().manual_seed(0)
