@@ -85,9 +85,12 @@ class NeuFaceBaseModelConfig(ModelConfig):
     albedo_smoothness_radius: float = 0.02
     """Standard deviation of the random offset delta (world units; 0.02 = 2 mm in the face frame)."""
     light_first_steps: int = 0
-    """Not in the paper (0 = off): for this many first training steps the shading uses one albedo per batch (the
-    mean of the field's albedo at the shaded points), so the light has to explain the shading before a free albedo
-    can absorb it. Without it the light's direction stays where it starts (paper initial light: from behind)."""
+    """Not in the paper (0 = off): for this many first training steps an extra loss fits the SH light alone to the
+    pixels as one constant albedo x the irradiance on the rendered normals (normals, geometry and albedo held
+    fixed; the constant is a parameter of its own). A free albedo otherwise absorbs the shading before the light
+    moves: on the path-traced scan the trained light kept the paper's initial direction (from behind the face)."""
+    light_first_loss_mult: float = 1.0
+    """Weight of that loss (an L1 colour loss, like the colour loss at weight 1)."""
     image_encoding: ImageEncoding = "linear"
     """How the images store radiance (camera_response.py): "linear" (the paper's model: rendered colour = pixel
     value) or "srgb" (render linear radiance, then encode it as a camera does). Not in the paper."""
@@ -162,6 +165,9 @@ class NeuFaceBaseModel(Model):
             self.num_train_data, self.config.calibration_latent_dim, form=self.config.calibration_form
         )
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
+        if self.config.light_first_steps > 0:
+            # The constant albedo of the light-only fit (light_first_steps), starting at the display grey 0.5.
+            self.light_first_albedo = Parameter(torch.full((3,), 0.5 / math.pi))
         # Viewer panel "NeuFace lighting" (relight, toggle terms when not training); no parameters, so
         # checkpoints are unchanged, and it never writes to self.light.
         self.add_module(LIGHTING_PANEL, LightingControls(self.config.sh_order))
@@ -225,7 +231,7 @@ class NeuFaceBaseModel(Model):
             ]
             + (network if prior_group == "fields" else [])
             + self._renderer_parameters(),
-            "light": list(self.light.parameters()),
+            "light": list(self.light.parameters()) + ([self.light_first_albedo] if self.config.light_first_steps > 0 else []),
             "calibration": list(self.calibration.parameters()),
         }
         if grid:
@@ -331,10 +337,7 @@ class NeuFaceBaseModel(Model):
         settings = None
         if not self.training:
             settings = active_override() or self.lighting_controls.settings()
-        material = self.field.material(points)
-        if self.training and self.training_step < self.config.light_first_steps:
-            material["albedo"] = material["albedo"].mean(0, keepdim=True).expand_as(material["albedo"])
-        shaded = shade(material, self.field.integrated_basis, self.light, normals, view_out, settings)
+        shaded = shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
         if self.training and self.config.albedo_smoothness_loss_mult > 0:
             # The albedo at the points and a random small step away, [P, 6]; the points are detached so that the
             # prior shapes the albedo only, never the geometry.
@@ -391,12 +394,28 @@ class NeuFaceBaseModel(Model):
         latents = list(self.field.sdf_network.latent_parameters().values())
         if cfg.latent_loss_mult > 0 and latents:
             loss_dict["latent_loss"] = cfg.latent_loss_mult * losses.latent_loss(latents)
+        if self.training_step < cfg.light_first_steps and cfg.light_first_loss_mult > 0:
+            loss_dict["light_first_loss"] = cfg.light_first_loss_mult * self._light_first_loss(outputs, batch, image)
         if cfg.albedo_smoothness_loss_mult > 0 and "albedo_pairs" in outputs:
             albedo, neighbour, weights = outputs["albedo_pairs"].split((3, 3, 1), dim=-1)
             loss_dict["albedo_smoothness_loss"] = cfg.albedo_smoothness_loss_mult * losses.albedo_smoothness_loss(
                 albedo, neighbour, weights
             )
         return loss_dict
+
+    def _light_first_loss(self, outputs, batch, image: torch.Tensor) -> torch.Tensor:
+        """L1 between the counted pixels that the object covers and encode(c x E(n)), c the constant albedo
+        parameter, E the SH irradiance on the rendered normals (detached): only the light and c learn from it."""
+        covered = outputs["accumulation"][:, 0].detach() > 0.5
+        counted = counted_rays(batch, self.device)
+        if counted is not None:
+            covered = covered & counted
+        if not bool(covered.any()):
+            return self.light_first_albedo.sum() * 0.0
+        normals = F.normalize(outputs["normal_vector"][covered].detach(), dim=-1)
+        shading = self.light_first_albedo * self.light.irradiance(normals)
+        predicted = encode(torch.clamp(shading, 0.0, 1.0), self.config.image_encoding)
+        return losses.color_loss(predicted, image[covered])
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
