@@ -405,13 +405,12 @@ class NeuFaceBaseModel(Model):
 
     def _light_first_loss(self, outputs, batch, image: torch.Tensor) -> torch.Tensor:
         """L1 between the counted pixels that the object covers and encode(c x E(n)), c the constant albedo
-        parameter, E the SH irradiance on the rendered normals (detached): only the light and c learn from it."""
+        parameter, E the SH irradiance on the rendered normals (detached): only the light and c learn from it.
+        A batch that covers nothing gives 0 (losses.color_loss's mean of nothing)."""
         covered = outputs["accumulation"][:, 0].detach() > 0.5
         counted = counted_rays(batch, self.device)
         if counted is not None:
             covered = covered & counted
-        if not bool(covered.any()):
-            return self.light_first_albedo.sum() * 0.0
         normals = F.normalize(outputs["normal_vector"][covered].detach(), dim=-1)
         shading = self.light_first_albedo * self.light.irradiance(normals)
         predicted = encode(torch.clamp(shading, 0.0, 1.0), self.config.image_encoding)

@@ -464,6 +464,8 @@ def test_light_first_loss_recovers_the_light_direction_and_leaves_the_rest_alone
         optimiser.step()
     l1 = model.light.coefficients.detach()[1:4].mean(-1)  # (y, z, x)
     assert float(l1[2]) > 0 and float(l1[2]) > 3 * float(l1[:2].abs().max())  # lit from +x, as the images
+    nothing_covered = outputs | {"accumulation": torch.zeros_like(outputs["accumulation"])}  # an all-miss batch
+    assert float(model._light_first_loss(nothing_covered, batch, image)) == 0.0
     for cb in model.get_training_callbacks(attrs):
         cb.run_callback_at_location(5, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
     assert "light_first_loss" not in model.get_loss_dict(outputs, batch)  # off from the step named
