@@ -715,6 +715,7 @@ def main(argv=None) -> int:
                                relit_images)
         info = {
             "generator": "scripts/render_scan_scene.py",
+            "image_encoding": "srgb",  # Cycles' "Standard" view transform (read by camera_response.py's "auto")
             "scan": args.scan_obj.name, "texture": args.texture.name,
             "nose_tip_mm": nose.tolist(), "face_sphere": {"centre_mm": centre_mm.tolist(), "radius_mm": scale},
             "frames": "x_face = (X_mm - centre_mm) / 100; Blender world = (x, -z, y) of the face frame",

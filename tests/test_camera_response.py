@@ -1,7 +1,10 @@
 """The camera response (neuface_ns/camera_response.py): the sRGB encoding against scikit-image's sRGB conversion,
-its gradient at the degenerate values (black, the break point), and a model rendering through it."""
+its gradient at the degenerate values (black, the break point), what the data declare through both dataparsers
+("auto"), and a model rendering through it."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +12,12 @@ import torch
 from skimage.color import xyz2rgb
 from skimage.color.colorconv import xyz_from_rgb
 
-from neuface_ns.camera_response import encode, srgb_encode
+from neuface_ns.camera_response import declared_image_encoding, encode, resolve_image_encoding, srgb_encode
+from neuface_ns.data.dtu import SAMPLE_DTU_DIR, NeuFaceDTUDataParserConfig
+from neuface_ns.data.facescape import SAMPLE_FACESCAPE_DIR, NeuFaceFaceScapeDataParserConfig
+from neuface_ns.errors import NeuFaceInputError
+
+SCAN_SAMPLE_DIR = SAMPLE_DTU_DIR.parent / "scan"
 
 
 def _skimage_encode(linear: np.ndarray) -> np.ndarray:
@@ -43,6 +51,59 @@ def test_linear_encoding_is_the_identity_and_unknown_names_are_errors():
     assert torch.equal(encode(values, "linear"), values)
     with pytest.raises(ValueError, match="gamma"):
         encode(values, "gamma")
+    with pytest.raises(ValueError, match="image_encoding"):
+        resolve_image_encoding("srgb2", {})
+
+
+def test_auto_takes_what_the_data_declare_and_srgb_otherwise():
+    assert resolve_image_encoding("auto", {"image_encoding": "linear"}) == "linear"
+    assert resolve_image_encoding("auto", {"image_encoding": "srgb"}) == "srgb"
+    assert resolve_image_encoding("auto", {}) == "srgb"
+    assert resolve_image_encoding("auto", None) == "srgb"
+    assert resolve_image_encoding("linear", {"image_encoding": "srgb"}) == "linear"  # an explicit setting wins
+
+
+def test_scene_json_declarations_and_bad_ones_name_the_file(tmp_path):
+    assert declared_image_encoding(tmp_path) is None  # no scene.json
+    scene = tmp_path / "scene.json"
+    scene.write_text(json.dumps({"generator": "somebody"}))
+    assert declared_image_encoding(tmp_path) is None
+    scene.write_text(json.dumps({"image_encoding": "linear"}))
+    assert declared_image_encoding(tmp_path) == "linear"
+    for text, message in ((json.dumps({"image_encoding": "rec709"}), "image_encoding must be one of linear, srgb"),
+                          ("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object")):
+        scene.write_text(text)
+        with pytest.raises(NeuFaceInputError, match=message) as error:
+            declared_image_encoding(tmp_path)
+        assert str(scene) in str(error.value)
+
+
+def test_the_bundled_samples_declare_how_they_were_rendered():
+    """The synthetic samples come from a renderer without a tone curve; the path-traced scan is Cycles' sRGB; its
+    FaceScape layout declares nothing, as a FaceScape release does, so "auto" reads it as photos (sRGB)."""
+    dtu = NeuFaceDTUDataParserConfig(data=SAMPLE_DTU_DIR).setup().get_dataparser_outputs(split="train")
+    face = NeuFaceFaceScapeDataParserConfig(data=SAMPLE_FACESCAPE_DIR).setup().get_dataparser_outputs(split="train")
+    scan = NeuFaceDTUDataParserConfig(data=SCAN_SAMPLE_DIR).setup().get_dataparser_outputs(split="train")
+    scan_face = NeuFaceFaceScapeDataParserConfig(data=SCAN_SAMPLE_DIR / "facescape").setup().get_dataparser_outputs(
+        split="train"
+    )
+    assert dtu.metadata["image_encoding"] == "linear"
+    assert face.metadata["image_encoding"] == "linear"
+    assert scan.metadata["image_encoding"] == "srgb"
+    assert "image_encoding" not in scan_face.metadata
+    assert resolve_image_encoding("auto", scan_face.metadata) == "srgb"
+
+
+def test_an_auto_model_reads_the_dataparser_metadata():
+    from nerfstudio.data.scene_box import SceneBox
+
+    from neuface_ns.models import MODEL_CONFIGS
+
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    config = MODEL_CONFIGS["surface"](image_encoding="auto")
+    assert config.setup(scene_box=box, num_train_data=2, metadata={"image_encoding": "linear"}).image_encoding == "linear"
+    assert config.setup(scene_box=box, num_train_data=2, metadata={}).image_encoding == "srgb"
+    assert MODEL_CONFIGS["surface"]().setup(scene_box=box, num_train_data=2, metadata={}).image_encoding == "linear"
 
 
 def _rays(n: int, seed: int):

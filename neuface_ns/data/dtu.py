@@ -58,6 +58,7 @@ from nerfstudio.data.utils.dataparsers_utils import (
 )
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from neuface_ns.camera_response import encoding_metadata
 from neuface_ns.errors import NeuFaceInputError
 
 SAMPLE_DTU_DIR = Path(__file__).parent / "sample" / "dtu"
@@ -429,5 +430,6 @@ class NeuFaceDTUDataParser(DataParser):
                 "scale_mat": [[float(v) for v in row] for row in scale_mat],
                 "view_ids": [int(ids[i]) for i in indices],
                 "cameras_file": str(npz_path),
+                **encoding_metadata(data),
             },
         )

@@ -59,6 +59,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from neuface_ns.camera_response import encoding_metadata
 from neuface_ns.data.dataset import NeuFaceDataset
 from neuface_ns.data.dtu import image_size, nerfstudio_intrinsics
 from neuface_ns.errors import NeuFaceInputError
@@ -470,6 +471,7 @@ class NeuFaceFaceScapeDataParser(DataParser):
                 **({"loss_mask_filenames": loss_masks} if loss_masks is not None else {}),
                 "downscale_factor": factor,
                 "black_background": True,
+                **encoding_metadata(root),
                 "facescape": {
                     "subject_id": int(self.config.subject_id),
                     "expression_id": int(self.config.expression_id),

@@ -31,7 +31,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from neuface_ns import losses
 from neuface_ns.calibration import PhotometricCalibration
-from neuface_ns.camera_response import ImageEncoding, encode
+from neuface_ns.camera_response import encode, resolve_image_encoding
 from neuface_ns.eval import describe_protocol, masked_image_metrics, predicted_mask
 from neuface_ns.fields.neuface_field import NeuFaceFieldConfig
 from neuface_ns.lighting.light import INITIAL_LIGHTS, SHEnvironmentLight
@@ -91,9 +91,10 @@ class NeuFaceBaseModelConfig(ModelConfig):
     moves: on the path-traced scan the trained light kept the paper's initial direction (from behind the face)."""
     light_first_loss_mult: float = 1.0
     """Weight of that loss (an L1 colour loss, like the colour loss at weight 1)."""
-    image_encoding: ImageEncoding = "linear"
+    image_encoding: Literal["auto", "linear", "srgb"] = "linear"
     """How the images store radiance (camera_response.py): "linear" (the paper's model: rendered colour = pixel
-    value) or "srgb" (render linear radiance, then encode it as a camera does). Not in the paper."""
+    value), "srgb" (render linear radiance, then encode it as a camera does) or "auto" (what the data folder's
+    scene.json declares, sRGB when it declares nothing). Not in the paper."""
     eval_num_rays_per_chunk: int = 2048
     eval_ssim: Literal["masked-image", "pixel-list"] = "masked-image"
     """ssim_masked on the masked images (the project's protocol) or over the list of mask pixels (NeuFace's
@@ -165,6 +166,8 @@ class NeuFaceBaseModel(Model):
             self.num_train_data, self.config.calibration_latent_dim, form=self.config.calibration_form
         )
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
+        #: "linear" or "srgb": the config's image_encoding with "auto" resolved from the dataparser's metadata.
+        self.image_encoding = resolve_image_encoding(self.config.image_encoding, self.kwargs.get("metadata"))
         if self.config.light_first_steps > 0:
             # The constant albedo of the light-only fit (light_first_steps), starting at the display grey 0.5.
             self.light_first_albedo = Parameter(torch.full((3,), 0.5 / math.pi))
@@ -355,7 +358,7 @@ class NeuFaceBaseModel(Model):
         (n + 1) / 2 where something was rendered. The display outputs come first (rgb first: the viewer's
         default), then the renderer's extra (loss) outputs and the uncalibrated "specular_radiance"."""
         def colour(values: torch.Tensor) -> torch.Tensor:
-            return encode(torch.clamp(PhotometricCalibration.apply(values, matrices), 0.0, 1.0), self.config.image_encoding)
+            return encode(torch.clamp(PhotometricCalibration.apply(values, matrices), 0.0, 1.0), self.image_encoding)
 
         display = {
             "rgb": colour(outputs["raw"]),
@@ -413,7 +416,7 @@ class NeuFaceBaseModel(Model):
             covered = covered & counted
         normals = F.normalize(outputs["normal_vector"][covered].detach(), dim=-1)
         shading = self.light_first_albedo * self.light.irradiance(normals)
-        predicted = encode(torch.clamp(shading, 0.0, 1.0), self.config.image_encoding)
+        predicted = encode(torch.clamp(shading, 0.0, 1.0), self.image_encoding)
         return losses.color_loss(predicted, image[covered])
 
     def get_image_metrics_and_images(

@@ -119,6 +119,7 @@ def _facescape_common_metadata(scene: Scene, fmt: str, subject_id: int, expressi
     return {
         "format": fmt,
         "generator": "scripts/make_sample_scene.py",
+        "image_encoding": "linear",  # renderer.py adds no tone curve (read by camera_response.py's "auto")
         "seed": scene.seed,
         "subject_id": subject_id,
         "expression_id": expression_id,

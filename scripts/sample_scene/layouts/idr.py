@@ -47,6 +47,7 @@ def scene_metadata(scene: Scene) -> Dict[str, object]:
     return {
         "format": "idr",
         "generator": "scripts/make_sample_scene.py",
+        "image_encoding": "linear",  # renderer.py adds no tone curve (read by camera_response.py's "auto")
         "seed": scene.seed,
         "num_views": len(scene.cameras),
         "width": cam0.width,
