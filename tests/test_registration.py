@@ -1,5 +1,5 @@
 """Entry points (neuface_ns/dataparser_configs.py, neuface_ns/configs/methods.py): nerfstudio discovers both
-dataparsers without importing a model or a method module, and all four methods by their names."""
+dataparsers without importing a model or a method module, and all five methods by their names."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def test_entry_points_register_dataparsers_without_the_model_and_the_methods():
         "assert not bad, bad\n"
         "from nerfstudio.plugins.registry import discover_methods\n"
         "methods, _ = discover_methods()\n"
-        "for name in ('neuface-dtu', 'neuface-dtu-paper', 'neuface-facescape', 'neuface-facescape-paper'):\n"
+        "for name in ('neuface-dtu', 'neuface-dtu-paper', 'neuface-facescape', 'neuface-facescape-relight',\n"
+        "             'neuface-facescape-paper'):\n"
         "    assert methods[name].method_name == name, name\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)

@@ -21,6 +21,11 @@ neuface_facescape = MethodSpecification(
     description="NeuFace on FaceScape (NeuFace layout): volume rendering, residual SDF; CPU-friendly default.",
 )
 
+neuface_facescape_relight = MethodSpecification(
+    config=facescape.relightable(),
+    description="neuface-facescape tuned for relighting real photos: sRGB-aware, white balance, light fitted first.",
+)
+
 neuface_facescape_paper = MethodSpecification(
     config=facescape.paper(),
     description="NeuFace face paper preset (volume rendering, 2048 rays/image, 3000 epochs, downscale 4); GPU.",

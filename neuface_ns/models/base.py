@@ -168,6 +168,10 @@ class NeuFaceBaseModel(Model):
         self.renderer_rgb = RGBRenderer(background_color="black")  # read by nerfstudio's get_rgba_image
         #: "linear" or "srgb": the config's image_encoding with "auto" resolved from the dataparser's metadata.
         self.image_encoding = resolve_image_encoding(self.config.image_encoding, self.kwargs.get("metadata"))
+        if self.config.image_encoding == "auto":
+            declared = (self.kwargs.get("metadata") or {}).get("image_encoding")
+            CONSOLE.print(f"neuface-ns: image encoding {self.image_encoding} "
+                          f"({'declared by the data' if declared else 'the data declare none; photos are sRGB'})")
         if self.config.light_first_steps > 0:
             # The constant albedo of the light-only fit (light_first_steps), starting at the display grey 0.5.
             self.light_first_albedo = Parameter(torch.full((3,), 0.5 / math.pi))

@@ -385,6 +385,37 @@ def test_size_mismatch_and_no_test_views(layout, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def test_relight_preset_is_the_cpu_default_with_the_four_relighting_options():
+    """neuface-facescape-relight differs from neuface-facescape in its name and exactly four model fields (the paper
+    preset keeps all four off); the bundled synthetic sample declares "linear", so "auto" keeps it linear there."""
+    import dataclasses
+
+    from neuface_ns.configs.facescape import cpu_default, paper, relightable
+
+    def fields(config, prefix=""):
+        out = {}
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                out.update(fields(value, f"{prefix}{f.name}."))
+            else:
+                out[f"{prefix}{f.name}"] = value
+        return out
+
+    default, relight = fields(cpu_default()), fields(relightable())
+    differing = {k: (default[k], relight[k]) for k in default if default[k] != relight[k]}
+    assert differing == {
+        "method_name": ("neuface-facescape", "neuface-facescape-relight"),
+        "pipeline.model.image_encoding": ("linear", "auto"),
+        "pipeline.model.calibration_form": ("matrix", "white_balance"),
+        "pipeline.model.light_first_steps": (0, 500),
+        "pipeline.model.sdf_field.appearance.initial_roughness": (None, 0.1),
+    }
+    m = paper().pipeline.model
+    assert (m.image_encoding, m.calibration_form, m.light_first_steps) == ("linear", "matrix", 0)
+    assert getattr(m.sdf_field.appearance, "initial_roughness", None) is None  # the SIREN has no such option
+
+
 def test_paper_preset_is_the_face_paper_setting():
     from nerfstudio.engine.schedulers import MultiStepSchedulerConfig
 
