@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""How well can a single-light capture pin down the light? Fits an SH light (l <= 2) to a path-traced scan's
+training photos on the scan's TRUE normals under simple albedo priors, and compares it with the true light.
+
+    python scripts/light_fit_check.py [--scene neuface_ns/data/sample/scan] [--step 2]
+
+Normals come from ray casting the scene's gt_mesh.ply (trimesh) through every `step`-th pixel inside the masks.
+For each prior the script prints the irradiance correlation with the true light over those normals (1 = the
+right light up to scale) and the fitted l = 1 / DC ratios (y, z, x). Priors: one constant albedo (what
+`light_first_steps` assumes), and one albedo per chromaticity cluster (k-means on r/(r+g+b), g/(r+g+b); under a
+white-ish light the chromaticity of a diffuse pixel is its albedo's). On scenes with shading/ (the held-out views'
+Cycles shading S and true diffuse colour) it also prints how the true albedo correlates with S: a face whose skin
+is darker where the light is brighter biases any fit that prefers a uniform albedo. No training, about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+
+
+def pixels_with_normals(scene: Path, views, step: int, image_dir: str = "image"):
+    """(normals [N, 3], pixels [N, 3] in [0, 1], (view, row, col) [N, 3]) of the masked pixels whose ray hits the
+    mesh on a front-facing triangle; normals interpolated from the mesh's vertex normals."""
+    import trimesh
+    from PIL import Image
+
+    mesh = trimesh.load(str(scene / "gt_mesh.ply"), force="mesh", process=False)
+    cameras = np.load(scene / "cameras.npz")
+    normals, pixels, where = [], [], []
+    for view in views:
+        projection = cameras[f"world_mat_{view}"][:3]
+        m = projection[:, :3]
+        centre = -np.linalg.solve(m, projection[:, 3])
+        image = np.asarray(Image.open(scene / image_dir / f"{view:03d}.png").convert("RGB"), dtype=np.float64) / 255
+        mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png").convert("L")) > 127
+        rows, cols = np.mgrid[0 : mask.shape[0] : step, 0 : mask.shape[1] : step]
+        rows, cols = rows.ravel(), cols.ravel()
+        keep = mask[rows, cols]
+        rows, cols = rows[keep], cols[keep]
+        # OpenCV pixel centres at integer coordinates (the scan's cameras are OpenCV).
+        directions = np.linalg.solve(m, np.stack([cols, rows, np.ones_like(rows)]).astype(np.float64)).T
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        hits, ray, triangle = mesh.ray.intersects_location(
+            np.repeat(centre[None], len(directions), 0), directions, multiple_hits=False
+        )
+        bary = trimesh.triangles.points_to_barycentric(mesh.triangles[triangle], hits)
+        n = (mesh.vertex_normals[mesh.faces[triangle]] * bary[..., None]).sum(1)
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        front = (n * directions[ray]).sum(1) < -0.05
+        normals.append(n[front])
+        pixels.append(image[rows[ray][front], cols[ray][front]])
+        where.append(np.stack([np.full(front.sum(), view), rows[ray][front], cols[ray][front]], 1))
+    return np.concatenate(normals), np.concatenate(pixels), np.concatenate(where)
+
+
+def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor, iterations: int = 1500):
+    """L1 fit of pixels = albedo[label] * E(n; L), L an order-2 SH light (DC starts at 1), albedo per label."""
+    from neuface_ns.lighting.light import SHEnvironmentLight
+
+    light = SHEnvironmentLight(2, torch.zeros(9, 3))
+    with torch.no_grad():
+        light.coefficients[0] = 1.0
+    albedo = torch.nn.Parameter(torch.full((int(labels.max()) + 1, 3), 0.5))
+    optimiser = torch.optim.Adam([light.coefficients, albedo], lr=0.02)
+    for _ in range(iterations):
+        loss = (albedo[labels] * light.irradiance(normals) - pixels).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return light, float(loss.detach())
+
+
+def main() -> None:
+    from scipy.cluster.vq import kmeans2
+
+    from neuface_ns.lighting.light import SHEnvironmentLight
+    from neuface_ns.lighting.presets import load_sh_light
+    from neuface_ns.lighting.sh import MAX_SH_ORDER, resize_sh_light
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scene", type=Path, default=REPO / "neuface_ns" / "data" / "sample" / "scan")
+    parser.add_argument("--step", type=int, default=2, help="use every step-th pixel in each direction")
+    args = parser.parse_args()
+    scene = args.scene
+    info = json.loads((scene / "scene.json").read_text())
+    held_out = set(info.get("held_out_views", []))
+    count = len(np.load(scene / "cameras.npz").files) // 2
+    train_views = [v for v in range(count) if v not in held_out]
+    torch.manual_seed(0)
+
+    normals, pixels, _ = pixels_with_normals(scene, train_views, args.step)
+    n = torch.tensor(normals, dtype=torch.float32)
+    p = torch.tensor(pixels, dtype=torch.float32)
+    true = resize_sh_light(load_sh_light(str(scene / "lights" / "train.npy"), MAX_SH_ORDER), 2)
+    reference = SHEnvironmentLight(2, true)
+    with torch.no_grad():
+        true_irradiance = reference.irradiance(n).mean(-1).numpy()
+
+    def ratios(coefficients: torch.Tensor):
+        c = coefficients.detach().mean(-1)
+        return [round(float(v), 3) for v in c[1:4] / c[0]]
+
+    print(f"{len(n)} pixels from {len(train_views)} training views; true light l1/DC (y, z, x) {ratios(true)}")
+    chromaticity = (pixels / np.clip(pixels.sum(-1, keepdims=True), 1e-4, None))[:, :2]
+    priors = {"one constant albedo": np.zeros(len(n), dtype=np.int64)}
+    for k in (4, 8, 16):
+        priors[f"albedo per chromaticity cluster, k = {k}"] = kmeans2(chromaticity, k, seed=0, minit="++")[1]
+    for name, labels in priors.items():
+        light, loss = fit_light(n, p, torch.tensor(labels))
+        with torch.no_grad():
+            fitted = light.irradiance(n).mean(-1).numpy()
+        print(f"{name:40s} irradiance correlation {np.corrcoef(fitted, true_irradiance)[0, 1]:.3f}, "
+              f"l1/DC {ratios(light.coefficients)}, L1 {loss:.4f}")
+
+    if (scene / "shading" / "diffuse").is_dir():
+        from PIL import Image
+
+        shading, albedo = [], []
+        for view in sorted(held_out):
+            mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png").convert("L")) > 127
+            s = np.asarray(Image.open(scene / "shading" / f"{view:03d}.png"), dtype=np.float64) / 8192.0
+            a = np.asarray(Image.open(scene / "shading" / "diffuse" / f"{view:03d}.png").convert("RGB"), dtype=np.float64)
+            shading.append(s[mask])
+            albedo.append(a[mask] / 255 @ LUMINANCE)
+        print(f"held-out views: correlation of the true diffuse colour with the true shading "
+              f"{np.corrcoef(np.concatenate(albedo), np.concatenate(shading))[0, 1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
