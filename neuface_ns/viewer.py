@@ -78,7 +78,10 @@ class _StartAtTrainingView(ViewerControl):
 
     def _move_to_start(self, client, timeout: float = 300.0) -> None:
         deadline = time.time() + timeout
-        while not getattr(self.viewer, "camera_handles", None):
+        # nerfstudio's init_scene adds the frustums one by one and sets `train_state` after the last one: hiding
+        # them while it is still adding them raised "dictionary changed size during iteration" in this thread,
+        # and the browser never got its first frame (CI, 2026-11-28).
+        while getattr(self.viewer, "train_state", None) is None or not getattr(self.viewer, "camera_handles", None):
             if time.time() > deadline:
                 return
             time.sleep(0.1)
