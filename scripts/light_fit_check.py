@@ -23,23 +23,22 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
-def pixels_with_normals(scene: Path, views, step: int, image_dir: str = "image"):
-    """(normals [N, 3], pixels [N, 3] in [0, 1], (view, row, col) [N, 3]) of the masked pixels whose ray hits the
-    mesh on a front-facing triangle; normals interpolated from the mesh's vertex normals."""
+def pixels_with_normals(scene: Path, views, step: int):
+    """(normals [N, 3], pixels [N, 3] in [0, 1]) of the masked pixels whose ray hits the mesh on a front-facing
+    triangle; normals interpolated from the mesh's vertex normals."""
     import trimesh
     from PIL import Image
 
     mesh = trimesh.load(str(scene / "gt_mesh.ply"), force="mesh", process=False)
     cameras = np.load(scene / "cameras.npz")
-    normals, pixels, where = [], [], []
+    normals, pixels = [], []
     for view in views:
         projection = cameras[f"world_mat_{view}"][:3]
         m = projection[:, :3]
         centre = -np.linalg.solve(m, projection[:, 3])
-        image = np.asarray(Image.open(scene / image_dir / f"{view:03d}.png").convert("RGB"), dtype=np.float64) / 255
+        image = np.asarray(Image.open(scene / "image" / f"{view:03d}.png").convert("RGB"), dtype=np.float64) / 255
         mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png").convert("L")) > 127
         rows, cols = np.mgrid[0 : mask.shape[0] : step, 0 : mask.shape[1] : step]
         rows, cols = rows.ravel(), cols.ravel()
@@ -57,8 +56,7 @@ def pixels_with_normals(scene: Path, views, step: int, image_dir: str = "image")
         front = (n * directions[ray]).sum(1) < -0.05
         normals.append(n[front])
         pixels.append(image[rows[ray][front], cols[ray][front]])
-        where.append(np.stack([np.full(front.sum(), view), rows[ray][front], cols[ray][front]], 1))
-    return np.concatenate(normals), np.concatenate(pixels), np.concatenate(where)
+    return np.concatenate(normals), np.concatenate(pixels)
 
 
 def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor, iterations: int = 1500):
@@ -96,7 +94,7 @@ def main() -> None:
     train_views = [v for v in range(count) if v not in held_out]
     torch.manual_seed(0)
 
-    normals, pixels, _ = pixels_with_normals(scene, train_views, args.step)
+    normals, pixels = pixels_with_normals(scene, train_views, args.step)
     n = torch.tensor(normals, dtype=torch.float32)
     p = torch.tensor(pixels, dtype=torch.float32)
     true = resize_sh_light(load_sh_light(str(scene / "lights" / "train.npy"), MAX_SH_ORDER), 2)
@@ -121,17 +119,13 @@ def main() -> None:
               f"l1/DC {ratios(light.coefficients)}, L1 {loss:.4f}")
 
     if (scene / "shading" / "diffuse").is_dir():
-        from PIL import Image
+        from neuface_ns.albedo_shading import load_view, luminance, pearson, shading_views
 
-        shading, albedo = [], []
-        for view in sorted(held_out):
-            mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png").convert("L")) > 127
-            s = np.asarray(Image.open(scene / "shading" / f"{view:03d}.png"), dtype=np.float64) / 8192.0
-            a = np.asarray(Image.open(scene / "shading" / "diffuse" / f"{view:03d}.png").convert("RGB"), dtype=np.float64)
-            shading.append(s[mask])
-            albedo.append(a[mask] / 255 @ LUMINANCE)
+        views = [load_view(scene, view) for view in shading_views(scene)]
+        shading = np.concatenate([s[mask] for s, _, mask in views])
+        albedo = np.concatenate([luminance(diffuse[mask]) for _, diffuse, mask in views])
         print(f"held-out views: correlation of the true diffuse colour with the true shading "
-              f"{np.corrcoef(np.concatenate(albedo), np.concatenate(shading))[0, 1]:.3f}")
+              f"{pearson(albedo, shading):.3f}")
 
 
 if __name__ == "__main__":
