@@ -24,6 +24,9 @@ unrelit render (relit_gain_db), the albedo's correlation with the true diffuse s
 (albedo_shading_corr, next to gt_albedo_shading_corr, a perfect albedo's; scenes with shading/), the face-region
 Chamfer in mm and the F-score at 1 mm (both meshes cut to NeuFace's face sphere; completeness over the ground truth
 that a training camera observes), and the peak memory.
+
+--fixed-light LIGHT holds the SH light at LIGHT for the whole run (e.g. a realistic scene's own lights/train.npy):
+what the rest of the model reaches when the light is right, i.e. how much of the relighting error is the light's.
 """
 
 from __future__ import annotations
@@ -334,6 +337,21 @@ def realistic_data(method: str, scene: Path) -> Tuple[Path, List[str]]:
     return scene, []
 
 
+def fix_light(model, source: str) -> None:
+    """Set the model's SH light to `source` (load_sh_light: a .npy SH file, a preset or a map) and stop it from
+    learning: Adam leaves a parameter without a gradient where it is."""
+    from neuface_ns.lighting.presets import load_sh_light
+
+    coefficients = model.light.coefficients
+    try:
+        light = load_sh_light(source, model.light.order)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"benchmark: --fixed-light: {error}") from None
+    with torch.no_grad():
+        coefficients.copy_(light.to(coefficients.device))
+    coefficients.requires_grad_(False)
+
+
 def run(method: str, args, overrides: List[str] = (), label: Optional[str] = None) -> Dict[str, float]:
     from neuface_ns.models import base as model_module  # where the model calls sphere_trace
     from neuface_ns.trainer import schedule_iterations
@@ -356,6 +374,8 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
                   **{k: v for k, v in state.get("result", {}).items() if k not in ("method", "overrides")}}
         result.update(quality(pipeline, data_dir, resolution, args.realistic, keep_mesh))
         return result
+    if args.fixed_light is not None:
+        fix_light(pipeline.model, args.fixed_light)
     callbacks = pipeline.get_training_callbacks(_callback_attributes(optimizers, pipeline))
     timers = Timers(device)
     wrap_timed(model_module, "sphere_trace", timers, "sphere_tracing")
@@ -372,6 +392,7 @@ def run(method: str, args, overrides: List[str] = (), label: Optional[str] = Non
     result = {
         "method": label or method,
         "overrides": " ".join(overrides),
+        **({"fixed_light": str(args.fixed_light)} if args.fixed_light is not None else {}),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "steps": args.steps,
@@ -491,6 +512,9 @@ def main(argv=None) -> int:
     parser.add_argument("--realistic", nargs="?", type=Path, const=SCAN_SAMPLE, default=None, metavar="SCENE",
                         help="train on a realistic scene (default: the bundled scan sample) for the whole schedule "
                              "and report relit and face-region geometry metrics too (see above)")
+    parser.add_argument("--fixed-light", default=None, metavar="LIGHT",
+                        help="hold the SH light at LIGHT (.npy SH file, preset or map) for the whole run, e.g. "
+                             "SCENE/lights/train.npy: what the model reaches when the light is right")
     parser.add_argument("--stress", action="store_true",
                         help="instead of timing: train --steps steps of each preset (and volume rendering on the DTU "
                              "data) per seed and thread count, asserting a finite loss and gradient at every step")
@@ -508,6 +532,8 @@ def main(argv=None) -> int:
         args.mesh_dir.mkdir(parents=True, exist_ok=True)
     if args.realistic is not None and args.data is not None:
         parser.error("give either --data or --realistic")
+    if args.fixed_light is not None and args.load_state is not None:
+        parser.error("--fixed-light applies to training; a --load-state run trains nothing")
     methods = list(args.compare) if args.compare else [args.method]
     overrides = [args.set_a, args.set_b]
     results = []

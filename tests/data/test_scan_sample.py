@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +97,35 @@ def test_realistic_benchmark_reports_every_figure(capsys, load_script):
     assert result["mesh_threshold"] == 1.0  # F-score at 1 mm
     assert 0.3 < result["mesh_observed_fraction"] <= 1.0
     assert result["relit_gain_db"] == pytest.approx(result["relit_psnr_masked"] - result["unrelit_psnr_masked"])
+
+
+def test_fixed_light_holds_the_scenes_own_light_through_training(tmp_path, capsys, load_script):
+    """--fixed-light (the diagnostic of how much of the relighting error is the light's): after training steps the
+    saved light equals the file's coefficients (read with numpy here, cut to the model's order), so Adam never moved
+    it; in a plain run the light learns."""
+    benchmark = load_script("benchmark")
+    true_light = np.load(SCAN / "lights" / "train.npy")
+    common = ["--realistic", "--method", "neuface-dtu", "--steps", "2", "--warmup", "0", "--budget-steps", "6",
+              "--device", "cpu", "--skip-quality", "--set", "pipeline.datamanager.train_num_rays_per_batch=64",
+              "pipeline.datamanager.dataparser.downscale_factor=4"]
+    lights = {}
+    for name, extra in (("fixed", ["--fixed-light", str(SCAN / "lights" / "train.npy")]), ("learned", [])):
+        state = tmp_path / f"{name}.pt"
+        assert benchmark.main(common + ["--save-state", str(state)] + extra) == 0
+        lights[name] = torch.load(state, weights_only=False)["pipeline"]["_model.light.coefficients"].numpy()
+    capsys.readouterr()
+    order_terms = lights["fixed"].shape[0]
+    assert order_terms <= len(true_light)
+    np.testing.assert_array_equal(lights["fixed"], true_light[:order_terms].astype(np.float32))
+    from neuface_ns.lighting.light import paper_initial_light  # where the plain run's light starts
+
+    assert np.abs(lights["learned"] - paper_initial_light(int(np.sqrt(order_terms)) - 1).numpy()).max() > 1e-4
+
+
+def test_fixed_light_names_a_missing_file(tmp_path, load_script):
+    benchmark = load_script("benchmark")
+    with pytest.raises(SystemExit, match="no light"):
+        benchmark.main(["--realistic", "--method", "neuface-dtu", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                        "--fixed-light", str(tmp_path / "missing.npy"),
+                        "--set", "pipeline.datamanager.train_num_rays_per_batch=64",
+                        "pipeline.datamanager.dataparser.downscale_factor=4"])
