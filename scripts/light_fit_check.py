@@ -6,7 +6,8 @@ training photos on the scan's TRUE normals under simple albedo priors, and compa
 
 Normals come from ray casting the scene's gt_mesh.ply (trimesh) through every `step`-th pixel inside the masks.
 For each prior the script prints the irradiance correlation with the true light over those normals (1 = the
-right light up to scale) and the fitted l = 1 / DC ratios (y, z, x). Priors: one constant albedo (what
+right light up to scale) and the fitted l = 1 / DC ratios (y, z, x). The prediction is encoded as the scene's
+scene.json declares its photos (sRGB for the scan), as the model's light-first fit does. Priors: one constant albedo (what
 `light_first_steps` assumes), and one albedo per chromaticity cluster (k-means on r/(r+g+b), g/(r+g+b); under a
 white-ish light the chromaticity of a diffuse pixel is its albedo's). On scenes with shading/ (the held-out views'
 Cycles shading S and true diffuse colour) it also prints how the true albedo correlates with S: a face whose skin
@@ -59,8 +60,11 @@ def pixels_with_normals(scene: Path, views, step: int):
     return np.concatenate(normals), np.concatenate(pixels)
 
 
-def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor, iterations: int = 1500):
-    """L1 fit of pixels = albedo[label] * E(n; L), L an order-2 SH light (DC starts at 1), albedo per label."""
+def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor, encoding: str = "linear",
+              iterations: int = 1500):
+    """L1 fit of pixels = encode(albedo[label] * E(n; L)), L an order-2 SH light (DC starts at 1), albedo per label,
+    encode the images' encoding (camera_response.encode, clamped to [0, 1] as the model's light-first fit)."""
+    from neuface_ns.camera_response import encode
     from neuface_ns.lighting.light import SHEnvironmentLight
 
     light = SHEnvironmentLight(2, torch.zeros(9, 3))
@@ -69,7 +73,8 @@ def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor,
     albedo = torch.nn.Parameter(torch.full((int(labels.max()) + 1, 3), 0.5))
     optimiser = torch.optim.Adam([light.coefficients, albedo], lr=0.02)
     for _ in range(iterations):
-        loss = (albedo[labels] * light.irradiance(normals) - pixels).abs().mean()
+        predicted = encode(torch.clamp(albedo[labels] * light.irradiance(normals), 0.0, 1.0), encoding)
+        loss = (predicted - pixels).abs().mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -79,6 +84,7 @@ def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor,
 def main() -> None:
     from scipy.cluster.vq import kmeans2
 
+    from neuface_ns.camera_response import UNDECLARED_ENCODING, declared_image_encoding
     from neuface_ns.lighting.light import SHEnvironmentLight
     from neuface_ns.lighting.presets import load_sh_light
     from neuface_ns.lighting.sh import MAX_SH_ORDER, resize_sh_light
@@ -106,13 +112,15 @@ def main() -> None:
         c = coefficients.detach().mean(-1)
         return [round(float(v), 3) for v in c[1:4] / c[0]]
 
-    print(f"{len(n)} pixels from {len(train_views)} training views; true light l1/DC (y, z, x) {ratios(true)}")
+    encoding = declared_image_encoding(scene) or UNDECLARED_ENCODING
+    print(f"{len(n)} pixels from {len(train_views)} training views ({encoding}); true light l1/DC (y, z, x) "
+          f"{ratios(true)}")
     chromaticity = (pixels / np.clip(pixels.sum(-1, keepdims=True), 1e-4, None))[:, :2]
     priors = {"one constant albedo": np.zeros(len(n), dtype=np.int64)}
     for k in (4, 8, 16):
         priors[f"albedo per chromaticity cluster, k = {k}"] = kmeans2(chromaticity, k, seed=0, minit="++")[1]
     for name, labels in priors.items():
-        light, loss = fit_light(n, p, torch.tensor(labels))
+        light, loss = fit_light(n, p, torch.tensor(labels), encoding)
         with torch.no_grad():
             fitted = light.irradiance(n).mean(-1).numpy()
         print(f"{name:40s} irradiance correlation {np.corrcoef(fitted, true_irradiance)[0, 1]:.3f}, "
