@@ -17,7 +17,6 @@ is darker where the light is brighter biases any fit that prefers a uniform albe
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +25,23 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def pixels_with_normals(scene: Path, views, step: int):
-    """(normals [N, 3], pixels [N, 3] in [0, 1]) of the masked pixels whose ray hits the mesh on a front-facing
-    triangle; normals interpolated from the mesh's vertex normals."""
+def pixels_with_normals(scene: Path, step: int):
+    """(normals [N, 3], pixels [N, 3] in [0, 1], number of views) of the training views' masked pixels whose ray hits
+    the mesh on a front-facing triangle; normals interpolated from the mesh's vertex normals. The training views,
+    their cameras and masks are eval_mesh's (all views minus scene.json's held_out_views)."""
     import trimesh
     from PIL import Image
 
+    from neuface_ns.tools.eval_mesh import training_masks, training_views
+
     mesh = trimesh.load(str(scene / "gt_mesh.ply"), force="mesh", process=False)
-    cameras = np.load(scene / "cameras.npz")
+    images, projections = training_views(scene)
     normals, pixels = [], []
-    for view in views:
-        projection = cameras[f"world_mat_{view}"][:3]
+    for image_path, projection, mask in zip(images, projections, training_masks(scene)):
         m = projection[:, :3]
         centre = -np.linalg.solve(m, projection[:, 3])
-        image = np.asarray(Image.open(scene / "image" / f"{view:03d}.png").convert("RGB"), dtype=np.float64) / 255
-        mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png").convert("L")) > 127
+        with Image.open(image_path) as stored:
+            image = np.asarray(stored.convert("RGB"), dtype=np.float64) / 255
         rows, cols = np.mgrid[0 : mask.shape[0] : step, 0 : mask.shape[1] : step]
         rows, cols = rows.ravel(), cols.ravel()
         keep = mask[rows, cols]
@@ -57,7 +58,7 @@ def pixels_with_normals(scene: Path, views, step: int):
         front = (n * directions[ray]).sum(1) < -0.05
         normals.append(n[front])
         pixels.append(image[rows[ray][front], cols[ray][front]])
-    return np.concatenate(normals), np.concatenate(pixels)
+    return np.concatenate(normals), np.concatenate(pixels), len(images)
 
 
 def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor, encoding: str = "linear",
@@ -94,13 +95,9 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=2, help="use every step-th pixel in each direction")
     args = parser.parse_args()
     scene = args.scene
-    info = json.loads((scene / "scene.json").read_text())
-    held_out = set(info.get("held_out_views", []))
-    count = len(np.load(scene / "cameras.npz").files) // 2
-    train_views = [v for v in range(count) if v not in held_out]
     torch.manual_seed(0)
 
-    normals, pixels = pixels_with_normals(scene, train_views, args.step)
+    normals, pixels, view_count = pixels_with_normals(scene, args.step)
     n = torch.tensor(normals, dtype=torch.float32)
     p = torch.tensor(pixels, dtype=torch.float32)
     true = resize_sh_light(load_sh_light(str(scene / "lights" / "train.npy"), MAX_SH_ORDER), 2)
@@ -113,7 +110,7 @@ def main() -> None:
         return [round(float(v), 3) for v in c[1:4] / c[0]]
 
     encoding = declared_image_encoding(scene) or UNDECLARED_ENCODING
-    print(f"{len(n)} pixels from {len(train_views)} training views ({encoding}); true light l1/DC (y, z, x) "
+    print(f"{len(n)} pixels from {view_count} training views ({encoding}); true light l1/DC (y, z, x) "
           f"{ratios(true)}")
     chromaticity = (pixels / np.clip(pixels.sum(-1, keepdims=True), 1e-4, None))[:, :2]
     priors = {"one constant albedo": np.zeros(len(n), dtype=np.int64)}

@@ -135,7 +135,7 @@ def surface_metrics(pred: np.ndarray, gt: np.ndarray, pred_mesh: Tuple[np.ndarra
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _training_views(scene: Path) -> Tuple[List[Path], np.ndarray]:
+def training_views(scene: Path) -> Tuple[List[Path], np.ndarray]:
     """Image paths of the scan's training views (all views minus scene.json's `held_out_views`),
     with every view's world_mat; one line naming the file when something is missing."""
     path = scene / "cameras.npz"
@@ -160,7 +160,7 @@ def training_cameras(scene: Path) -> Tuple[List[np.ndarray], int, int]:
     """World-to-pixel 3x4 matrices of the scan's training views, and the image width and height."""
     from PIL import Image
 
-    images, matrices = _training_views(scene)
+    images, matrices = training_views(scene)
     with Image.open(images[0]) as first:
         width, height = first.size
     return list(matrices), width, height
@@ -172,7 +172,7 @@ def training_masks(scene: Path) -> List[np.ndarray]:
     from PIL import Image
 
     masks = []
-    for image in _training_views(scene)[0]:
+    for image in training_views(scene)[0]:
         path = next((scene / "mask" / f"{image.stem}{s}" for s in _IMAGE_SUFFIXES
                      if (scene / "mask" / f"{image.stem}{s}").is_file()), None)
         if path is None:
