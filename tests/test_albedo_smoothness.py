@@ -85,3 +85,38 @@ def test_term_is_off_by_default_and_outside_training(make_model, mode):
     model.eval()
     with torch.no_grad():
         assert "albedo_pairs" not in model(_rays_at_sphere(n))
+
+
+@pytest.mark.parametrize("mode", ["surface", "volume"])
+def test_tangent_offsets_measure_only_the_albedo_along_the_surface(make_model, tiny_field_config, sphere_sdf_config,
+                                                                   painted_appearance_config, mode):
+    """With albedo_smoothness_tangent the offset is delta - (delta . n) n, so for a(x) = x G the expected term is
+    sigma sqrt(2/pi) |(I - n n^T) G[:, c]| at a point of normal n (a Gaussian projected on a plane is Gaussian in
+    it); n is the sphere's radial direction at each shaded point, not the model's normal."""
+    sigma, mult = 0.03, 2.0
+    appearance = painted_appearance_config(hidden_dim=16, num_layers=2, skip_layers=(), num_basis=3,
+                                           specular_channels=1, albedo=lambda x: x @ GRADIENT)
+    field = tiny_field_config(sdf_network=sphere_sdf_config(radius=0.5), appearance=appearance)
+    model = make_model(mode, sdf_field=field, albedo_smoothness_loss_mult=mult, albedo_smoothness_radius=sigma,
+                       albedo_smoothness_tangent=True)
+    model.train()
+    shaded_points = []
+    shade = model._shade
+
+    def recording_shade(points, normals, view_out):
+        shaded_points.append(points.detach())
+        return shade(points, normals, view_out)
+
+    model._shade = recording_shade
+    torch.manual_seed(0)
+    n = 4096
+    outputs = model(_rays_at_sphere(n))
+    loss = model.get_loss_dict(outputs, {"image": torch.rand(n, 3), "fg_mask": torch.ones(n, 1)})["albedo_smoothness_loss"]
+    radial = F.normalize(torch.cat(shaded_points), dim=-1)  # [P, 3]
+    weights = outputs["albedo_pairs"][:, 6].detach() if mode == "volume" else torch.ones(radial.shape[0])
+    projected = GRADIENT[None] - radial[:, :, None] * (radial @ GRADIENT)[:, None, :]  # (I - n n^T) G, [P, 3, 3]
+    per_point = projected.norm(dim=1).mean(dim=-1)  # mean over channels of |(I - n n^T) G[:, c]|
+    expected = mult * sigma * math.sqrt(2 / math.pi) * float((weights * per_point).sum() / weights.sum())
+    isotropic = mult * sigma * math.sqrt(2 / math.pi) * float(GRADIENT.norm(dim=0).mean())
+    assert expected < 0.9 * isotropic  # the projection matters for this G
+    assert float(loss.detach()) == pytest.approx(expected, rel=0.06)

@@ -84,6 +84,9 @@ class NeuFaceBaseModelConfig(ModelConfig):
     training light a free albedo can hold the shading; this makes the light explain it."""
     albedo_smoothness_radius: float = 0.02
     """Standard deviation of the random offset delta (world units; 0.02 = 2 mm in the face frame)."""
+    albedo_smoothness_tangent: bool = False
+    """Draw delta in the surface's tangent plane (the offset less its component along the normal), so that a
+    long-range delta still compares two points of the surface rather than one in empty space."""
     light_first_steps: int = 0
     """Not in the paper (0 = off): for this many first training steps an extra loss fits the SH light alone to the
     pixels as one constant albedo x the irradiance on the rendered normals (normals, geometry and albedo held
@@ -350,6 +353,9 @@ class NeuFaceBaseModel(Model):
             # prior shapes the albedo only, never the geometry.
             fixed = points.detach()
             offset = self.config.albedo_smoothness_radius * torch.randn_like(fixed)
+            if self.config.albedo_smoothness_tangent:
+                unit = F.normalize(normals.detach(), dim=-1)
+                offset = offset - (offset * unit).sum(-1, keepdim=True) * unit
             pairs = self.field.material(torch.cat([fixed, fixed + offset]))["albedo"]
             shaded["albedo_pairs"] = torch.cat(pairs.chunk(2), dim=-1)
         return shaded
