@@ -45,6 +45,8 @@ DISPLAY_OUTPUTS = ("rgb", "albedo", "diffuse", "specular", "roughness", "normal"
 
 #: What the shading of one point gives, composited / scattered per ray by both renderers.
 SHADED_OUTPUTS = ("raw", "albedo", "diffuse", "specular", "roughness")
+#: Composited per ray like SHADED_OUTPUTS when _shade returns them (training only, loss inputs).
+OPTIONAL_SHADED_OUTPUTS = ("specular_energy",)
 
 
 @dataclass
@@ -77,6 +79,10 @@ class NeuFaceBaseModelConfig(ModelConfig):
     eikonal_loss_mult: float = 0.1
     white_light_loss_mult: float = 0.005
     specular_energy_loss_mult: float = 0.008
+    specular_energy_trains_light: bool = True
+    """The paper's specular energy loss (mean specular radiance) trains the light too: it darkens the light in the
+    directions the cameras see mirrored, i.e. from the cameras' side, the frontal light of a face capture. False
+    (not in the paper): the loss sees the light detached, so it only lowers the material's specular reflectance."""
     residual_loss_mult: float = 0.001
     latent_loss_mult: float = 1000.0
     albedo_smoothness_loss_mult: float = 0.0
@@ -348,6 +354,8 @@ class NeuFaceBaseModel(Model):
         if not self.training:
             settings = active_override() or self.lighting_controls.settings()
         shaded = shade(self.field.material(points), self.field.integrated_basis, self.light, normals, view_out, settings)
+        if self.training and not self.config.specular_energy_trains_light:
+            shaded["specular_energy"] = shaded["specular_reflectance"] * shaded["light_integral"].detach()
         if self.training and self.config.albedo_smoothness_loss_mult > 0:
             # The albedo at the points and a random small step away, [P, 6]; the points are detached so that the
             # prior shapes the albedo only, never the geometry.
@@ -399,9 +407,9 @@ class NeuFaceBaseModel(Model):
         if cfg.white_light_loss_mult > 0:
             loss_dict["white_light_loss"] = cfg.white_light_loss_mult * losses.white_light_loss(outputs["light_values"])
         if cfg.specular_energy_loss_mult > 0:
-            loss_dict["specular_energy_loss"] = cfg.specular_energy_loss_mult * losses.specular_energy_loss(
-                outputs["specular_radiance"]
-            )
+            # the per-ray specular, or the same value with the light detached (specular_energy_trains_light)
+            specular = outputs.get("specular_energy", outputs["specular_radiance"])
+            loss_dict["specular_energy_loss"] = cfg.specular_energy_loss_mult * losses.specular_energy_loss(specular)
         if cfg.residual_loss_mult > 0 and "residual_sdf" in outputs:
             loss_dict["residual_loss"] = cfg.residual_loss_mult * losses.residual_loss(outputs["residual_sdf"])
         latents = list(self.field.sdf_network.latent_parameters().values())

@@ -17,6 +17,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 
 from neuface_ns import losses
 from neuface_ns.models.base import (
+    OPTIONAL_SHADED_OUTPUTS,
     SHADED_OUTPUTS,
     NeuFaceBaseModel,
     NeuFaceBaseModelConfig,
@@ -109,6 +110,7 @@ class NeuFaceSurfaceModel(NeuFaceBaseModel):
         normals = F.normalize(gradient0, dim=-1)
         shaded = self._shade(points, normals, -dirs)
         per_ray = {name: shaded[name] for name in SHADED_OUTPUTS}
+        per_ray.update({name: shaded[name] for name in OPTIONAL_SHADED_OUTPUTS if name in shaded})
         per_ray["normal_vector"] = normals
         per_ray["depth"] = rays.trace.t_hit[hits, None]
         per_ray["accumulation"] = torch.ones_like(per_ray["depth"])

@@ -16,6 +16,7 @@ from torch.nn import Parameter
 
 from neuface_ns import losses
 from neuface_ns.models.base import (
+    OPTIONAL_SHADED_OUTPUTS,
     SHADED_OUTPUTS,
     NeuFaceBaseModel,
     NeuFaceBaseModelConfig,
@@ -148,6 +149,7 @@ class NeuFaceVolumeModel(NeuFaceBaseModel):
             return out.index_add(0, sample_ray, sample_weight * values)
 
         per_ray = {name: composite_shaded(shaded[name]) for name in SHADED_OUTPUTS}
+        per_ray.update({name: composite_shaded(shaded[name]) for name in OPTIONAL_SHADED_OUTPUTS if name in shaded})
         per_ray["normal_vector"] = composite_shaded(normals)
         per_ray["depth"] = (weights * t).sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp(min=1e-10)
         per_ray["accumulation"] = opacity

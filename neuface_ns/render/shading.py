@@ -39,7 +39,8 @@ def shade(
     settings: None (training: the learned light, both terms) or the relight settings of a viewer / script.
 
     Returns "raw" (diffuse + specular, before calibration), "albedo", "diffuse", "specular", "roughness", and the
-    light terms "irradiance" and "light_integral" (the white-light loss regularises them).
+    light terms "irradiance" and "light_integral" (the white-light loss regularises them), and
+    "specular_reflectance", the specular term without the light (specular = specular_reflectance x light_integral).
     """
     coefficients, diffuse_on, specular_on = light.coefficients, True, True
     if settings is not None:
@@ -50,7 +51,8 @@ def shade(
     reflected = reflect(view_out, normals)
     light_integral = light.specular_light(reflected, material["roughness"], coefficients)
     basis = integrated_basis(view_out, normals, material["roughness"])
-    specular = material["specular_intensity"] * light_integral * material_integral(material["brdf_coefficients"], basis)
+    reflectance = material["specular_intensity"] * material_integral(material["brdf_coefficients"], basis)
+    specular = reflectance * light_integral
     if not diffuse_on:
         diffuse = torch.zeros_like(diffuse)
     if not specular_on:
@@ -63,4 +65,5 @@ def shade(
         "roughness": material["roughness"],
         "irradiance": irradiance,
         "light_integral": light_integral,
+        "specular_reflectance": reflectance,
     }

@@ -545,3 +545,24 @@ def test_eval_skips_shading_negligible_samples_without_changing_the_image(make_m
             exact, fast = exact * visible, fast * visible
         np.testing.assert_allclose(fast.numpy(), exact.numpy(), atol=2e-3, err_msg=name)
     assert material_points[1e-4] < 0.5 * material_points[0.0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_specular_energy_can_leave_the_light_alone(make_model, mode):
+    """specular_energy_trains_light=False: the same loss value (the mean specular radiance), no gradient on the SH
+    light from it, still one on the specular material; the paper's default does train the light."""
+    grads = {}
+    for trains_light in (True, False):
+        torch.manual_seed(0)
+        model = make_model(mode, specular_energy_trains_light=trains_light)
+        model.train()
+        outputs = model(_rays(64))
+        term = model.get_loss_dict(outputs, _batch(64))["specular_energy_loss"]
+        assert float(term) == pytest.approx(model.config.specular_energy_loss_mult
+                                            * float(outputs["specular_radiance"].mean()), rel=1e-6)
+        term.backward()
+        light = model.light.coefficients.grad
+        grads[trains_light] = 0.0 if light is None else float(light.abs().sum())
+        material = [p.grad for n, p in model.field.appearance.named_parameters()]
+        assert any(g is not None and float(g.abs().sum()) > 0 for g in material)
+    assert grads[True] > 0 and grads[False] == 0.0
