@@ -362,7 +362,7 @@ class NeuFaceBaseModel(Model):
             fixed = points.detach()
             offset = self.config.albedo_smoothness_radius * torch.randn_like(fixed)
             if self.config.albedo_smoothness_tangent:
-                unit = F.normalize(normals.detach(), dim=-1)
+                unit = normals.detach()  # unit already (_shade's contract)
                 offset = offset - (offset * unit).sum(-1, keepdim=True) * unit
             pairs = self.field.material(torch.cat([fixed, fixed + offset]))["albedo"]
             shaded["albedo_pairs"] = torch.cat(pairs.chunk(2), dim=-1)

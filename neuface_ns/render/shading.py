@@ -51,8 +51,9 @@ def shade(
     reflected = reflect(view_out, normals)
     light_integral = light.specular_light(reflected, material["roughness"], coefficients)
     basis = integrated_basis(view_out, normals, material["roughness"])
-    reflectance = material["specular_intensity"] * material_integral(material["brdf_coefficients"], basis)
-    specular = reflectance * light_integral
+    integral = material_integral(material["brdf_coefficients"], basis)
+    specular = material["specular_intensity"] * light_integral * integral  # the paper's order of the factors
+    reflectance = material["specular_intensity"] * integral
     if not diffuse_on:
         diffuse = torch.zeros_like(diffuse)
     if not specular_on:
