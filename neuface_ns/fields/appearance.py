@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Literal, Optional, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -27,40 +27,6 @@ class SpatialAppearanceConfig(InstantiateConfig):
     """k, the number of low-rank BRDF coefficients (3 for faces)."""
     specular_channels: int = 1
     """1 for faces, 3 for DTU."""
-    roughness: Literal["per_point", "global", "fixed"] = "per_point"
-    """"per_point" (the paper): the network's roughness output at each point. "global" (not in the paper): one
-    learned roughness for the whole surface, started at `initial_roughness`, so the lobe's width cannot take up
-    shading or geometry errors point by point (skin's gloss varies little over a face). "fixed": that one value,
-    never trained."""
-    initial_roughness: Optional[float] = None
-    """Roughness where training starts (the head's bias, or the global value), or None: the head's default init,
-    softplus(~0) = 0.69, a lobe so wide that the light's orders above 2 get no gradient from the specular term."""
-
-
-def inverse_softplus(y: float) -> float:
-    return math.log(math.expm1(y))
-
-
-class GlobalRoughness(nn.Module):
-    """The "global" / "fixed" roughness: one softplus-parametrised scalar that replaces the per-point output."""
-
-    def __init__(self, config: SpatialAppearanceConfig):
-        super().__init__()
-        start = inverse_softplus(config.initial_roughness if config.initial_roughness is not None else math.log(2.0))
-        value = torch.tensor([start])
-        if config.roughness == "global":
-            self.raw = nn.Parameter(value)
-        else:
-            self.register_buffer("raw", value)
-
-    def forward(self, material: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        like = material["roughness"]
-        material["roughness"] = nn.functional.softplus(self.raw).expand_as(like)
-        return material
-
-
-def material_roughness(config: SpatialAppearanceConfig) -> Optional[GlobalRoughness]:
-    return None if config.roughness == "per_point" else GlobalRoughness(config)
 
 
 class SineLayer(nn.Module):
@@ -97,9 +63,6 @@ class SpatialAppearance(nn.Module):
         bound = math.sqrt(6.0 / in_dim) / config.first_omega
         with torch.no_grad():
             self.head.weight.uniform_(-bound, bound)
-            if config.initial_roughness is not None:  # softplus(bias) = initial_roughness
-                self.head.bias[0] = inverse_softplus(config.initial_roughness)
-        self.global_roughness = material_roughness(config)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         h = x
@@ -107,7 +70,7 @@ class SpatialAppearance(nn.Module):
             if i in self.config.skip_layers:
                 h = torch.cat([h, x], dim=-1)
             h = layer(h)
-        return split_material(self.head(h), self.config.num_basis, self.global_roughness)
+        return split_material(self.head(h), self.config.num_basis)
 
     def grid_parameters(self):
         """Parameters that want the grid learning rate (none: a SIREN is all MLP weights)."""
@@ -136,6 +99,9 @@ class TriplaneAppearanceConfig(SpatialAppearanceConfig):
     features_per_level: int = 8
     init_scale: float = 0.1
     param_group: str = "appearance_grid"
+    initial_roughness: Optional[float] = None
+    """Roughness where training starts (the head's bias), or None: the head's default init, softplus(~0) = 0.69,
+    a lobe so wide that the light's orders above 2 get no gradient from the specular term."""
 
 
 class MultiResolutionTriplane(nn.Module):
@@ -177,27 +143,22 @@ class TriplaneAppearance(nn.Module):
         self.head = nn.Linear(in_dim, self.output_dim)
         if config.initial_roughness is not None:
             with torch.no_grad():  # softplus(bias) = initial_roughness
-                self.head.bias[0] = inverse_softplus(config.initial_roughness)
-        self.global_roughness = material_roughness(config)
+                self.head.bias[0] = math.log(math.expm1(config.initial_roughness))
 
     def grid_parameters(self):
         return list(self.grid.parameters())
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         raw = self.head(self.mlp(torch.cat([self.grid(x), x], dim=-1)))
-        return split_material(raw, self.config.num_basis, self.global_roughness)
+        return split_material(raw, self.config.num_basis)
 
 
-def split_material(
-    raw: torch.Tensor, num_basis: int, global_roughness: Optional[GlobalRoughness] = None
-) -> Dict[str, torch.Tensor]:
-    """Raw network outputs -> roughness (softplus, or the one global value), BRDF coefficients, albedo and
-    specular (sigmoid)."""
+def split_material(raw: torch.Tensor, num_basis: int) -> Dict[str, torch.Tensor]:
+    """Raw network outputs -> roughness (softplus), BRDF coefficients, albedo and specular (sigmoid)."""
     k = num_basis
-    material = {
+    return {
         "roughness": nn.functional.softplus(raw[..., :1]),
         "brdf_coefficients": raw[..., 1 : 1 + k],
         "albedo": torch.sigmoid(raw[..., 1 + k : 4 + k]),
         "specular_intensity": torch.sigmoid(raw[..., 4 + k :]),
     }
-    return material if global_roughness is None else global_roughness(material)

@@ -365,36 +365,3 @@ def test_triplane_initial_roughness_is_where_training_starts(initial):
     torch.manual_seed(0)
     default = TriplaneAppearanceConfig().setup()(points)["roughness"]
     assert float(default.median()) == pytest.approx(math.log(2.0), rel=0.25)
-
-
-@pytest.mark.parametrize("appearance", ["siren", "triplane"])
-def test_global_and_fixed_roughness(appearance):
-    """roughness="global": one learned value everywhere, started at initial_roughness, which gradient descent on
-    mean (rho - 0.3)^2 over many points drives to the closed-form minimiser 0.3; "fixed": the same value, not a
-    parameter, unchanged by the same descent (with an albedo term beside it); "per_point" still varies from point to point."""
-    from neuface_ns.fields.appearance import TriplaneAppearanceConfig
-
-    make = SpatialAppearanceConfig if appearance == "siren" else TriplaneAppearanceConfig
-    small = dict(hidden_dim=32, num_layers=2, skip_layers=()) if appearance == "siren" else {}
-    points = torch.rand(500, 3) * 2 - 1
-    torch.manual_seed(0)
-    per_point = make(initial_roughness=0.1, **small).setup()(points)["roughness"]
-    assert float(per_point.std()) > 1e-4
-    for mode in ("global", "fixed"):
-        torch.manual_seed(0)
-        net = make(initial_roughness=0.1, roughness=mode, **small).setup()
-        rough = net(points)["roughness"]
-        assert rough.shape == (500, 1)
-        np.testing.assert_allclose(rough.detach().numpy(), 0.1, rtol=1e-6)
-        optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
-        for _ in range(300):
-            optimiser.zero_grad()
-            material = net(points)  # the albedo term keeps a graph when the roughness is fixed
-            loss = ((material["roughness"] - 0.3) ** 2).mean() + ((material["albedo"] - 0.5) ** 2).mean()
-            loss.backward()
-            optimiser.step()
-        rough = net(points)["roughness"].detach()
-        expected = 0.3 if mode == "global" else 0.1
-        np.testing.assert_allclose(rough.numpy(), expected, atol=2e-3)
-        assert ("global_roughness.raw" in dict(net.named_parameters())) == (mode == "global")
-        assert "global_roughness.raw" in net.state_dict()  # a checkpoint keeps the value either way
