@@ -1,5 +1,6 @@
-"""The bundled realistic sample (neuface_ns/data/sample/scan: a real face scan path-traced by Cycles, made with
-scripts/render_scan_scene.py) checked against what it claims to be, without Blender: cameras and masks agree with
+"""The bundled realistic samples (neuface_ns/data/sample/scan under Blender's studio light, and scan_interior under
+its interior light with other cameras: a real face scan path-traced by Cycles, made with
+scripts/render_scan_scene.py) checked against what they claim to be, without Blender: cameras and masks agree with
 the ground-truth mesh, both layouts describe the same views, every held-out view has its relit ground truth, the
 package stays small; and the realistic benchmark runs on it end to end."""
 
@@ -15,15 +16,22 @@ from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
-SCENE = json.loads((SCAN / "scene.json").read_text())
+SCENES = [SCAN, ROOT / "neuface_ns" / "data" / "sample" / "scan_interior"]
+every_scene = pytest.mark.parametrize("SCAN", SCENES, ids=[path.name for path in SCENES])
 
 
-def test_the_sample_stays_small():
+def scene_json(scan: Path) -> dict:
+    return json.loads((scan / "scene.json").read_text())
+
+
+@every_scene
+def test_the_sample_stays_small(SCAN):
     size = sum(p.stat().st_size for p in SCAN.rglob("*") if p.is_file())
     assert size < 8 * 2**20, f"{size / 2**20:.1f} MB"
 
 
-def test_visible_ground_truth_projects_into_the_masks():
+@every_scene
+def test_visible_ground_truth_projects_into_the_masks(SCAN):
     """Every ground-truth surface point a camera sees (ray cast against the mesh) lands inside that view's mask,
     and the mask holds little else: the cameras, the masks and gt_mesh.ply describe the same head."""
     import trimesh
@@ -49,7 +57,8 @@ def test_visible_ground_truth_projects_into_the_masks():
             assert (mask & ~grown).sum() < 0.03 * mask.sum(), view  # the mask holds little but that surface
 
 
-def test_both_layouts_hold_the_same_views_and_split():
+@every_scene
+def test_both_layouts_hold_the_same_views_and_split(SCAN):
     """neuface-dtu-data on the IDR layout and neuface-facescape-data on facescape/ give the same normalised cameras
     (two different normalisations: scale_mat vs the nose tip) and the generator's held-out views."""
     import torch
@@ -57,6 +66,7 @@ def test_both_layouts_hold_the_same_views_and_split():
     from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
     from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
 
+    SCENE = scene_json(SCAN)
     held_out = SCENE["held_out_views"]
     for split, expected in (("train", [v for v in range(len(SCENE["mask_pixels"])) if v not in held_out]),
                             ("test", held_out)):
@@ -71,8 +81,9 @@ def test_both_layouts_hold_the_same_views_and_split():
         torch.testing.assert_close(face.cameras.fx[order], idr.cameras.fx)
 
 
-def test_relit_ground_truth_and_lights():
-    for view in SCENE["held_out_views"]:
+@every_scene
+def test_relit_ground_truth_and_lights(SCAN):
+    for view in scene_json(SCAN)["held_out_views"]:
         assert (SCAN / "relit" / "image" / f"{view:03d}.png").is_file()
         assert (SCAN / "facescape" / "relit" / f"{view}.jpg").is_file()
     train, relight = (np.load(SCAN / "lights" / f"{name}.npy") for name in ("train", "relight"))
@@ -129,3 +140,17 @@ def test_fixed_light_names_a_missing_file(tmp_path, load_script):
                         "--fixed-light", str(tmp_path / "missing.npy"),
                         "--set", "pipeline.datamanager.train_num_rays_per_batch=64",
                         "pipeline.datamanager.dataparser.downscale_factor=4"])
+
+
+def test_the_two_scenes_differ_in_light_and_cameras():
+    """scan_interior is a second scene, not a copy: another training light (interior, not studio) and another
+    relighting light (forest, not courtyard), other camera jitter (seed 1), the same scan and face sphere."""
+    studio, interior = (scene_json(path) for path in SCENES)
+    assert (studio["environments"], interior["environments"]) == (
+        {"train": "studio.exr", "relight": "courtyard.exr"}, {"train": "interior.exr", "relight": "forest.exr"})
+    for name in ("train", "relight"):
+        a, b = (np.load(path / "lights" / f"{name}.npy") for path in SCENES)
+        assert np.abs(a - b).max() > 0.1 * np.abs(a).max()
+    with np.load(SCENES[0] / "cameras.npz") as a, np.load(SCENES[1] / "cameras.npz") as b:
+        assert np.abs(a["world_mat_5"] - b["world_mat_5"]).max() > 1e-3 * np.abs(a["world_mat_5"]).max()
+        np.testing.assert_allclose(a["scale_mat_5"], b["scale_mat_5"], rtol=1e-6)
