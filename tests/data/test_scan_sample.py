@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parents[2]
 SCAN = ROOT / "neuface_ns" / "data" / "sample" / "scan"
 SCENES = [SCAN, ROOT / "neuface_ns" / "data" / "sample" / "scan_interior"]
-every_scene = pytest.mark.parametrize("SCAN", SCENES, ids=[path.name for path in SCENES])
+every_scene = pytest.mark.parametrize("scene", SCENES, ids=[path.name for path in SCENES])
 
 
 def scene_json(scan: Path) -> dict:
@@ -25,25 +25,25 @@ def scene_json(scan: Path) -> dict:
 
 
 @every_scene
-def test_the_sample_stays_small(SCAN):
-    size = sum(p.stat().st_size for p in SCAN.rglob("*") if p.is_file())
+def test_the_sample_stays_small(scene):
+    size = sum(p.stat().st_size for p in scene.rglob("*") if p.is_file())
     assert size < 8 * 2**20, f"{size / 2**20:.1f} MB"
 
 
 @every_scene
-def test_visible_ground_truth_projects_into_the_masks(SCAN):
+def test_visible_ground_truth_projects_into_the_masks(scene):
     """Every ground-truth surface point a camera sees (ray cast against the mesh) lands inside that view's mask,
     and the mask holds little else: the cameras, the masks and gt_mesh.ply describe the same head."""
     import trimesh
 
     from neuface_ns.tools import eval_mesh
 
-    gt = trimesh.load(SCAN / "gt_mesh.ply", process=False)
+    gt = trimesh.load(scene / "gt_mesh.ply", process=False)
     points = eval_mesh.sample_surface(gt.vertices, gt.faces, 60_000, np.random.default_rng(0))
-    with np.load(SCAN / "cameras.npz") as cameras:
+    with np.load(scene / "cameras.npz") as cameras:
         for view in (0, 5, 17, 30):
             P = cameras[f"world_mat_{view}"][:3, :4]
-            mask = np.asarray(Image.open(SCAN / "mask" / f"{view:03d}.png")) > 127
+            mask = np.asarray(Image.open(scene / "mask" / f"{view:03d}.png")) > 127
             height, width = mask.shape
             seen = eval_mesh.observed(points, gt.vertices, gt.faces, [P], width, height)
             pix = np.concatenate([points[seen], np.ones((seen.sum(), 1))], axis=1) @ P.T
@@ -58,7 +58,7 @@ def test_visible_ground_truth_projects_into_the_masks(SCAN):
 
 
 @every_scene
-def test_both_layouts_hold_the_same_views_and_split(SCAN):
+def test_both_layouts_hold_the_same_views_and_split(scene):
     """neuface-dtu-data on the IDR layout and neuface-facescape-data on facescape/ give the same normalised cameras
     (two different normalisations: scale_mat vs the nose tip) and the generator's held-out views."""
     import torch
@@ -66,12 +66,12 @@ def test_both_layouts_hold_the_same_views_and_split(SCAN):
     from neuface_ns.data.dtu import NeuFaceDTUDataParserConfig
     from neuface_ns.data.facescape import NeuFaceFaceScapeDataParserConfig
 
-    SCENE = scene_json(SCAN)
+    SCENE = scene_json(scene)
     held_out = SCENE["held_out_views"]
     for split, expected in (("train", [v for v in range(len(SCENE["mask_pixels"])) if v not in held_out]),
                             ("test", held_out)):
-        idr = NeuFaceDTUDataParserConfig(data=SCAN).setup().get_dataparser_outputs(split=split)
-        face = NeuFaceFaceScapeDataParserConfig(data=SCAN / "facescape", downscale_factor=1).setup() \
+        idr = NeuFaceDTUDataParserConfig(data=scene).setup().get_dataparser_outputs(split=split)
+        face = NeuFaceFaceScapeDataParserConfig(data=scene / "facescape", downscale_factor=1).setup() \
             .get_dataparser_outputs(split=split)
         assert [int(Path(p).stem) for p in idr.image_filenames] == expected
         order = np.argsort([int(Path(p).stem) for p in face.image_filenames])
@@ -82,11 +82,11 @@ def test_both_layouts_hold_the_same_views_and_split(SCAN):
 
 
 @every_scene
-def test_relit_ground_truth_and_lights(SCAN):
-    for view in scene_json(SCAN)["held_out_views"]:
-        assert (SCAN / "relit" / "image" / f"{view:03d}.png").is_file()
-        assert (SCAN / "facescape" / "relit" / f"{view}.jpg").is_file()
-    train, relight = (np.load(SCAN / "lights" / f"{name}.npy") for name in ("train", "relight"))
+def test_relit_ground_truth_and_lights(scene):
+    for view in scene_json(scene)["held_out_views"]:
+        assert (scene / "relit" / "image" / f"{view:03d}.png").is_file()
+        assert (scene / "facescape" / "relit" / f"{view}.jpg").is_file()
+    train, relight = (np.load(scene / "lights" / f"{name}.npy") for name in ("train", "relight"))
     assert train.shape == relight.shape == (121, 3)
     assert (train[0] > 0).all() and (relight[0] > 0).all()  # positive mean radiance
     assert np.abs(train - relight).max() > 0.1 * np.abs(train).max()  # two different environments
