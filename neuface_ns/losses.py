@@ -6,7 +6,6 @@ from typing import Iterable
 
 import torch
 
-from neuface_ns.lighting.sh import num_sh_coefficients, real_spherical_harmonics
 from neuface_ns.render.surface import idr_mask_loss
 
 __all__ = [
@@ -17,7 +16,6 @@ __all__ = [
     "residual_loss",
     "latent_loss",
     "albedo_smoothness_loss",
-    "albedo_orientation_loss",
     "idr_mask_loss",
 ]
 
@@ -84,39 +82,3 @@ def albedo_smoothness_loss(
         return _mean(difference)
     total = (weights * difference).sum()
     return total / (weights.sum() * difference.shape[-1]).clamp(min=1e-12)
-
-
-def albedo_orientation_loss(
-    albedo: torch.Tensor,
-    normals: torch.Tensor,
-    weights: torch.Tensor | None = None,
-    order: int = 2,
-    ridge: float = 1e-3,
-    floor: float = 1e-3,
-) -> torch.Tensor:
-    """The part of the log-albedo that a function of the surface normal explains: the variance, over the points
-    and averaged over channels, of the least-squares fit of log(albedo) [P, 3] by the real SH of degree
-    1..`order` of the normals [P, 3] (detached), each fitted with a constant; with `weights` [P, 1] every mean is
-    the weighted mean.
-
-    Why: under one training light a pixel is albedo(x) x E(n(x)), and any albedo'(x) = albedo(x) g(n(x)) with
-    E' = E / g explains the photos as well; that family of wrong answers (a uniform light and the shading in
-    the albedo) differs from the truth by exactly a function of the normal, and the irradiance of any light is
-    within degree 2 of the normal. Removing that component from the albedo leaves the shading to the light,
-    without asking the albedo to be uniform (a face's albedo varies a lot, but not with the surface's
-    orientation). `ridge` keeps the fit defined when the normals barely vary (a flat patch: the loss is then
-    ~0); fewer points than basis functions, or no weight, give 0."""
-    functions = num_sh_coefficients(order) - 1
-    if weights is None:
-        weights = torch.ones_like(albedo[:, :1])
-    weights = weights.detach().to(albedo.dtype)
-    if int((weights[:, 0] > 0).sum()) <= functions + 1:
-        return albedo.sum() * 0.0
-    weights = weights / weights.sum()
-    log_albedo = torch.log(albedo.clamp(min=floor))
-    basis = real_spherical_harmonics(normals.detach().to(albedo.dtype), order)[:, 1:]
-    basis = basis - (weights * basis).sum(0)
-    centred = log_albedo - (weights * log_albedo).sum(0)
-    gram = basis.T @ (weights * basis) + ridge * torch.eye(functions, dtype=albedo.dtype, device=albedo.device)
-    coefficients = torch.linalg.solve(gram, basis.T @ (weights * centred))  # [functions, 3]
-    return (weights * (basis @ coefficients).pow(2)).sum() / albedo.shape[-1]

@@ -93,11 +93,6 @@ class NeuFaceBaseModelConfig(ModelConfig):
     albedo_smoothness_tangent: bool = False
     """Draw delta in the surface's tangent plane (the offset less its component along the normal), so that a
     long-range delta still compares two points of the surface rather than one in empty space."""
-    albedo_orientation_loss_mult: float = 0.0
-    """Not in the paper (0 = off): the variance of the log-albedo that a degree-2 function of the normal explains,
-    over the rays that reach the surface, weighted by their accumulation (losses.albedo_orientation_loss). With one training light the albedo can
-    hold the shading only as such a function of the normal; this makes the light explain it, without asking the
-    albedo to be uniform."""
     light_first_steps: int = 0
     """Not in the paper (0 = off): for this many first training steps an extra loss fits the SH light alone to the
     pixels as one constant albedo x the irradiance on the rendered normals (normals, geometry and albedo held
@@ -371,13 +366,6 @@ class NeuFaceBaseModel(Model):
                 offset = offset - (offset * unit).sum(-1, keepdim=True) * unit
             pairs = self.field.material(torch.cat([fixed, fixed + offset]))["albedo"]
             shaded["albedo_pairs"] = torch.cat(pairs.chunk(2), dim=-1)
-        if self.training and self.config.albedo_orientation_loss_mult > 0:
-            # The albedo at the points detached, so that the orientation prior shapes the albedo only (the
-            # smoothness prior's pairs already hold it).
-            if "albedo_pairs" in shaded:
-                shaded["albedo_fixed"] = shaded["albedo_pairs"][:, :3]
-            else:
-                shaded["albedo_fixed"] = self.field.material(points.detach())["albedo"]
         return shaded
 
     def _calibrated_display(self, outputs: Dict[str, torch.Tensor], matrices: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -434,24 +422,7 @@ class NeuFaceBaseModel(Model):
             loss_dict["albedo_smoothness_loss"] = cfg.albedo_smoothness_loss_mult * losses.albedo_smoothness_loss(
                 albedo, neighbour, weights
             )
-        if cfg.albedo_orientation_loss_mult > 0:
-            loss_dict["albedo_orientation_loss"] = cfg.albedo_orientation_loss_mult * self._albedo_orientation_loss(
-                outputs, batch
-            )
         return loss_dict
-
-    def _albedo_orientation_loss(self, outputs, batch) -> torch.Tensor:
-        """losses.albedo_orientation_loss over the counted rays that reach the surface, each weighted by its
-        accumulation: its albedo with the geometry held fixed ("albedo_fixed", composited with detached weights
-        by the renderer) and its normal, both divided by the accumulation (the mean over its samples)."""
-        accumulation = outputs["accumulation"][:, :1].detach()
-        covered = accumulation[:, 0] > 1e-3
-        counted = counted_rays(batch, self.device)
-        if counted is not None:
-            covered = covered & counted
-        albedo = outputs["albedo_fixed"][covered] / accumulation[covered]
-        normals = F.normalize(outputs["normal_vector"][covered].detach(), dim=-1)
-        return losses.albedo_orientation_loss(albedo, normals, accumulation[covered])
 
     def _light_first_loss(self, outputs, batch, image: torch.Tensor) -> torch.Tensor:
         """L1 between the counted pixels that the object covers and encode(c x E(n)), c the constant albedo

@@ -125,8 +125,6 @@ class NeuFaceSurfaceModel(NeuFaceBaseModel):
             if "albedo_pairs" in shaded:  # the albedo-smoothness loss's inputs, per shaded point
                 weight = torch.ones_like(shaded["albedo"][:, :1])
                 outputs["albedo_pairs"] = torch.cat([shaded["albedo_pairs"], weight], dim=-1)
-            if "albedo_fixed" in shaded:  # the albedo-orientation loss's input, the geometry detached
-                outputs["albedo_fixed"] = scatter_rays({"albedo_fixed": shaded["albedo_fixed"]}, hits, n)["albedo_fixed"]
             if residual is not None:
                 outputs["residual_sdf"] = residual
             outputs["min_sdf"] = self._min_sdf(rays, hits, sdf0)

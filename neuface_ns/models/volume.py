@@ -165,10 +165,6 @@ class NeuFaceVolumeModel(NeuFaceBaseModel):
             if "albedo_pairs" in shaded:  # the albedo-smoothness loss's inputs, per shaded point
                 weight = sample_weight.detach()  # near-surface samples count, empty space does not
                 outputs["albedo_pairs"] = torch.cat([shaded["albedo_pairs"], weight], dim=-1)
-            if "albedo_fixed" in shaded:  # the albedo-orientation loss's input: geometry and weights detached
-                fixed = torch.zeros(rendered.shape[0], 3, device=points.device, dtype=points.dtype)
-                fixed = fixed.index_add(0, sample_ray, sample_weight.detach() * shaded["albedo_fixed"])
-                outputs["albedo_fixed"] = scatter_rays({"albedo_fixed": fixed}, rendered, n)["albedo_fixed"]
             if residual is not None:
                 outputs["residual_sdf"] = residual
         return outputs
