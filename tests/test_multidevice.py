@@ -106,10 +106,13 @@ def _worker(local_rank: int, world_size: int, init_method: str, config) -> None:
     dist.destroy_process_group()
 
 
-def _config(preset: str, output_dir: Path, iterations: int):
+def _config(preset: str, output_dir: Path, iterations: int, **model_settings):
     from neuface_ns.configs import dtu, facescape
 
-    config = {"dtu": dtu.cpu_default, "facescape": facescape.cpu_default}[preset]()
+    presets = {"dtu": dtu.cpu_default, "facescape": facescape.cpu_default, "facescape-relight": facescape.relightable}
+    config = presets[preset]()
+    for name, value in model_settings.items():
+        setattr(config.pipeline.model, name, value)
     config._target = RecordingTrainer
     config.machine.device_type = "cpu"
     config.output_dir = output_dir
@@ -129,10 +132,10 @@ def _config(preset: str, output_dir: Path, iterations: int):
     return config
 
 
-def run(preset: str, world_size: int, output_dir: Path, iterations: int = ITERATIONS) -> List[Dict]:
+def run(preset: str, world_size: int, output_dir: Path, iterations: int = ITERATIONS, **model_settings) -> List[Dict]:
     """Train `iterations` steps with `world_size` CPU processes; the per-rank records."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    config = _config(preset, output_dir, iterations)
+    config = _config(preset, output_dir, iterations, **model_settings)
     if world_size == 1:
         from nerfstudio.scripts.train import train_loop
 
@@ -213,6 +216,16 @@ def test_checkpoints_written_once_by_rank0(two_ranks):
     pipeline.load_pipeline(state["pipeline"], state["step"])
     loaded = pipeline.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in rank0["final"].items())
+
+
+def test_relight_preset_trains_past_its_light_phases(tmp_path):
+    """`neuface-facescape-relight` on 2 ranks: the light-first loss's constant albedo (used only for its first steps)
+    and a light held from a later step must still give DDP a gradient each step; without one the next step stops
+    with "Expected to have finished reduction in the prior iteration"."""
+    rank0, rank1 = run("facescape-relight", 2, tmp_path, light_first_steps=3, light_learning_steps=5)
+    assert len(rank0["losses"]) == len(rank1["losses"]) == ITERATIONS
+    assert all(torch.equal(rank0["final"][k], rank1["final"][k]) for k in rank0["final"])
+    assert not torch.equal(rank0["initial"]["light.coefficients"], rank0["final"]["light.coefficients"])
 
 
 def test_world_size_without_process_group_is_a_clear_error(tmp_path):
