@@ -100,11 +100,6 @@ class NeuFaceBaseModelConfig(ModelConfig):
     moves: on the path-traced scan the trained light kept the paper's initial direction (from behind the face)."""
     light_first_loss_mult: float = 1.0
     """Weight of that loss (an L1 colour loss, like the colour loss at weight 1)."""
-    light_learning_steps: int = 0
-    """Not in the paper (0 = the light learns for the whole run): from this training step on the SH light is held
-    where it is (its optimiser's lr is 0), and the rest of the run fits albedo, material and shape under it.
-    Meant to follow a light-first fit, which the later colour loss otherwise pulls back towards a light that a
-    shading-laden albedo can explain."""
     image_encoding: Literal["auto", "linear", "srgb"] = "linear"
     """How the images store radiance (camera_response.py): "linear" (the paper's model: rendered colour = pixel
     value), "srgb" (render linear radiance, then encode it as a camera does) or "auto" (what the data folder's
@@ -201,17 +196,8 @@ class NeuFaceBaseModel(Model):
     training_step: int = 0
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        optimizers = training_callback_attributes.optimizers
-        hold_after = self.config.light_learning_steps
-
         def set_step(step: int) -> None:
             self.training_step = step
-            if hold_after > 0 and step >= hold_after:
-                # lr 0 for this step (the scheduler sets its own lr again after each step): the light keeps its
-                # gradient, so multi-process training (DDP, which waits for every parameter's) is unaffected,
-                # and Adam's step, momentum included, moves it by exactly 0.
-                for group in optimizers.optimizers["light"].param_groups:
-                    group["lr"] = 0.0
 
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step, update_every_num_iters=1)]
 

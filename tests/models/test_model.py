@@ -476,39 +476,6 @@ def test_light_first_loss_recovers_the_light_direction_and_leaves_the_rest_alone
     assert model.light.coefficients.grad is None
 
 
-def test_light_stops_learning_after_light_learning_steps(make_model):
-    """With nerfstudio's optimisers and schedulers, stepped in the trainer's order: before the step named the light
-    moves; from it on it stays exactly where it is, Adam's momentum notwithstanding, and keeps receiving a gradient
-    (multi-process training needs one), while the networks still learn."""
-    from nerfstudio.engine.optimizers import Optimizers
-
-    from neuface_ns.configs.common import optimizers as optimizer_config
-
-    model = make_model("surface", light_learning_steps=2)
-    groups = {name: params for name, params in model.get_param_groups().items() if params}
-    config = optimizer_config(1e-2, max_steps=10, milestones=(1,), light_lr=5e-2, calibration_lr=1e-2)
-    optimizers = Optimizers({name: config[name] for name in groups}, groups)
-    attrs = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
-    callbacks = model.get_training_callbacks(attrs)
-    model.train()
-    rays = _rays(64, camera_indices=torch.zeros(64, 1, dtype=torch.long))
-    batch = {"image": torch.full((64, 3), 0.7), "fg_mask": torch.ones(64, 1)}
-    moved = []
-    for step in range(4):
-        for cb in callbacks:
-            cb.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        light_before = model.light.coefficients.detach().clone()
-        field_before = [p.detach().clone() for p in model.field.parameters()]
-        optimizers.zero_grad_all()
-        sum(model.get_loss_dict(model(rays), batch).values()).backward()
-        assert float(model.light.coefficients.grad.abs().sum()) > 0, step
-        optimizers.optimizer_step_all()
-        optimizers.scheduler_step_all(step)
-        moved.append(not torch.equal(model.light.coefficients.detach(), light_before))
-        assert any(not torch.equal(p.detach(), q) for p, q in zip(model.field.parameters(), field_before)), step
-    assert moved == [True, True, False, False]
-
-
 # --------------------------------------------------------------------------- image metrics
 def test_masked_metrics_recover_a_colour_transform():
     g = torch.Generator().manual_seed(0)
