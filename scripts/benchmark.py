@@ -482,7 +482,7 @@ def frame_size(text: str) -> Tuple[int, int]:
     return int(width), int(height)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="neuface-dtu")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="benchmark two methods back to back")
@@ -506,9 +506,11 @@ def main(argv=None) -> int:
                         help="do not train: load a state saved with --save-state and evaluate its quality")
     parser.add_argument("--mesh-dir", type=Path, default=None,
                         help="keep each evaluated mesh as <dir>/<method>.ply (a new or empty folder)")
-    parser.add_argument("--set", dest="set_a", nargs="+", default=[], metavar="PATH=VALUE",
-                        help="config overrides for --method / A, e.g. pipeline.model.num_samples=16")
-    parser.add_argument("--set-b", nargs="+", default=[], metavar="PATH=VALUE", help="config overrides for B")
+    # "extend": `--set a=1 --set b=2` applies both (with argparse's default "store" the last flag alone counted)
+    parser.add_argument("--set", dest="set_a", nargs="+", action="extend", default=[], metavar="PATH=VALUE",
+                        help="config overrides for --method / A, e.g. pipeline.model.num_samples=16 (repeatable)")
+    parser.add_argument("--set-b", nargs="+", action="extend", default=[], metavar="PATH=VALUE",
+                        help="config overrides for B (repeatable)")
     parser.add_argument("--realistic", nargs="?", type=Path, const=SCAN_SAMPLE, default=None, metavar="SCENE",
                         help="train on a realistic scene (default: the bundled scan sample) for the whole schedule "
                              "and report relit and face-region geometry metrics too (see above)")
@@ -520,6 +522,11 @@ def main(argv=None) -> int:
                              "data) per seed and thread count, asserting a finite loss and gradient at every step")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--stress: seeds")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="--stress: torch thread counts")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.stress:

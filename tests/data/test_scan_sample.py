@@ -110,6 +110,14 @@ def test_realistic_benchmark_reports_every_figure(capsys, load_script):
     assert result["relit_gain_db"] == pytest.approx(result["relit_psnr_masked"] - result["unrelit_psnr_masked"])
 
 
+def test_benchmark_set_flags_accumulate(load_script):
+    """`--set a --set b c` applies a, b and c (argparse's default kept only the last flag's values)."""
+    parser = load_script("benchmark").build_parser()
+    args = parser.parse_args(["--set", "a.x=1", "--set", "b.y=2", "c.z=3", "--set-b", "d=4", "--set-b", "e=5"])
+    assert args.set_a == ["a.x=1", "b.y=2", "c.z=3"] and args.set_b == ["d=4", "e=5"]
+    assert parser.parse_args([]).set_a == []
+
+
 def test_fixed_light_holds_the_scenes_own_light_through_training(tmp_path, capsys, load_script):
     """--fixed-light (the diagnostic of how much of the relighting error is the light's): after training steps the
     saved light equals the file's coefficients (read with numpy here, cut to the model's order), so Adam never moved
