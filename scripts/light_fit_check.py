@@ -2,7 +2,7 @@
 """How well can a single-light capture pin down the light? Fits an SH light (l <= 2) to a path-traced scan's
 training photos on the scan's TRUE normals under simple albedo priors, and compares it with the true light.
 
-    python scripts/light_fit_check.py [--scene neuface_ns/data/sample/scan] [--step 2]
+    python scripts/light_fit_check.py [--scene neuface_ns/data/sample/scan] [--step 2] [--state RUN.pt ...]
 
 Normals come from ray casting the scene's gt_mesh.ply (trimesh) through every `step`-th pixel inside the masks.
 For each prior the script prints the irradiance correlation with the true light over those normals (1 = the
@@ -12,6 +12,12 @@ scene.json declares its photos (sRGB for the scan), as the model's light-first f
 white-ish light the chromaticity of a diffuse pixel is its albedo's). On scenes with shading/ (the held-out views'
 Cycles shading S and true diffuse colour) it also prints how the true albedo correlates with S: a face whose skin
 is darker where the light is brighter biases any fit that prefers a uniform albedo. No training, about a minute.
+
+Every light is scored by `light_agreement` over those normals: the correlation of its irradiance with the true
+light's (the direction, up to scale and offset) and its contrast, std / mean of its irradiance over that of the true
+light (1: as much shading as the truth; below 1: too flat, so an albedo under it keeps the rest of the shading).
+`--state` scores the learned light of runs saved with `scripts/benchmark.py --save-state` on this scene (the
+dataparsers keep the scan's orientation, so its normals apply).
 """
 
 from __future__ import annotations
@@ -82,6 +88,23 @@ def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor,
     return light, float(loss.detach())
 
 
+def light_agreement(irradiance: np.ndarray, true_irradiance: np.ndarray) -> tuple:
+    """(correlation, contrast) of an irradiance against the true one over the same normals (module docstring)."""
+    correlation = float(np.corrcoef(irradiance, true_irradiance)[0, 1])
+    contrast = float((irradiance.std() / irradiance.mean()) / (true_irradiance.std() / true_irradiance.mean()))
+    return correlation, contrast
+
+
+def saved_light(path: Path) -> torch.Tensor:
+    """The SH light coefficients [(order + 1)^2, 3] of a state saved by benchmark.py --save-state (or a checkpoint)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("pipeline", state)
+    found = [value for key, value in state.items() if key.split(".")[-2:] == ["light", "coefficients"]]
+    if len(found) != 1:
+        raise SystemExit(f"light_fit_check: {path}: expected one light.coefficients entry, found {len(found)}")
+    return found[0].float()
+
+
 def main() -> None:
     from scipy.cluster.vq import kmeans2
 
@@ -93,6 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", type=Path, default=REPO / "neuface_ns" / "data" / "sample" / "scan")
     parser.add_argument("--step", type=int, default=2, help="use every step-th pixel in each direction")
+    parser.add_argument("--state", type=Path, nargs="+", action="extend", default=[],
+                        help="also score the learned light of these saved runs (benchmark.py --save-state)")
     args = parser.parse_args()
     scene = args.scene
     torch.manual_seed(0)
@@ -120,8 +145,17 @@ def main() -> None:
         light, loss = fit_light(n, p, torch.tensor(labels), encoding)
         with torch.no_grad():
             fitted = light.irradiance(n).mean(-1).numpy()
-        print(f"{name:40s} irradiance correlation {np.corrcoef(fitted, true_irradiance)[0, 1]:.3f}, "
+        correlation, contrast = light_agreement(fitted, true_irradiance)
+        print(f"{name:40s} irradiance correlation {correlation:.3f}, contrast {contrast:.3f}, "
               f"l1/DC {ratios(light.coefficients)}, L1 {loss:.4f}")
+    for path in args.state:
+        coefficients = saved_light(path)
+        order = int(round(len(coefficients) ** 0.5)) - 1
+        with torch.no_grad():
+            learned = SHEnvironmentLight(order, coefficients).irradiance(n).mean(-1).numpy()
+        correlation, contrast = light_agreement(learned, true_irradiance)
+        print(f"{str(path):40s} irradiance correlation {correlation:.3f}, contrast {contrast:.3f}, "
+              f"l1/DC {ratios(coefficients)}")
 
     if (scene / "shading" / "diffuse").is_dir():
         from neuface_ns.albedo_shading import load_view, luminance, pearson, shading_views

@@ -30,3 +30,29 @@ def test_fit_recovers_a_known_light_under_a_constant_albedo(load_script, encodin
     ratio = fitted / irradiance
     assert ratio.std() / ratio.mean() < 0.02
     assert loss < 0.01
+
+
+def test_light_agreement_closed_form(load_script):
+    """E(n) = a + b n_z over normals whose n_z is uniform on [0, 1] (the front hemisphere, uniformly in area):
+    mean a + b / 2, std b / sqrt(12). A light with ambient added keeps the direction (correlation 1) and loses
+    contrast in the ratio of those; a scaled light is the same light; an opposite one correlates at -1."""
+    check = load_script("light_fit_check")
+    nz = (np.arange(20000) + 0.5) / 20000
+    true = 1.0 + 2.0 * nz
+    flatter = 3.0 + 2.0 * nz
+    correlation, contrast = check.light_agreement(flatter, true)
+    expected = ((2.0 / np.sqrt(12)) / (3.0 + 1.0)) / ((2.0 / np.sqrt(12)) / (1.0 + 1.0))  # 0.5
+    assert correlation == pytest.approx(1.0, abs=1e-9) and contrast == pytest.approx(expected, rel=1e-6)
+    assert check.light_agreement(5.0 * true, true) == pytest.approx((1.0, 1.0))
+    assert check.light_agreement(4.0 - 1.0 * nz, true)[0] == pytest.approx(-1.0)
+
+
+def test_saved_light_reads_one_light_from_a_benchmark_state(load_script, tmp_path):
+    check = load_script("light_fit_check")
+    coefficients = torch.arange(27, dtype=torch.float32).reshape(9, 3)
+    torch.save({"pipeline": {"_model.light.coefficients": coefficients, "_model.light_first_albedo": torch.ones(3)}},
+               tmp_path / "run.pt")
+    assert torch.equal(check.saved_light(tmp_path / "run.pt"), coefficients)
+    torch.save({"pipeline": {"_model.field.x": torch.ones(1)}}, tmp_path / "none.pt")
+    with pytest.raises(SystemExit, match="none.pt: expected one light.coefficients entry, found 0"):
+        check.saved_light(tmp_path / "none.pt")
