@@ -23,6 +23,7 @@ dataparsers keep the scan's orientation, so its normals apply).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,8 @@ def light_agreement(irradiance: np.ndarray, true_irradiance: np.ndarray) -> tupl
 
 def saved_light(path: Path) -> torch.Tensor:
     """The SH light coefficients [(order + 1)^2, 3] of a state saved by benchmark.py --save-state (or a checkpoint)."""
+    if not path.is_file():
+        raise SystemExit(f"light_fit_check: {path}: no such file")
     state = torch.load(path, map_location="cpu", weights_only=False)
     state = state.get("pipeline", state)
     found = [value for key, value in state.items() if key.split(".")[-2:] == ["light", "coefficients"]]
@@ -122,6 +125,7 @@ def main() -> None:
     scene = args.scene
     torch.manual_seed(0)
 
+    learned_lights = {path: saved_light(path) for path in args.state}  # a bad file fails before the ray casting
     normals, pixels, view_count = pixels_with_normals(scene, args.step)
     n = torch.tensor(normals, dtype=torch.float32)
     p = torch.tensor(pixels, dtype=torch.float32)
@@ -148,11 +152,9 @@ def main() -> None:
         correlation, contrast = light_agreement(fitted, true_irradiance)
         print(f"{name:40s} irradiance correlation {correlation:.3f}, contrast {contrast:.3f}, "
               f"l1/DC {ratios(light.coefficients)}, L1 {loss:.4f}")
-    for path in args.state:
-        coefficients = saved_light(path)
-        order = int(round(len(coefficients) ** 0.5)) - 1
+    for path, coefficients in learned_lights.items():
         with torch.no_grad():
-            learned = SHEnvironmentLight(order, coefficients).irradiance(n).mean(-1).numpy()
+            learned = SHEnvironmentLight(math.isqrt(len(coefficients)) - 1, coefficients).irradiance(n).mean(-1).numpy()
         correlation, contrast = light_agreement(learned, true_irradiance)
         print(f"{str(path):40s} irradiance correlation {correlation:.3f}, contrast {contrast:.3f}, "
               f"l1/DC {ratios(coefficients)}")

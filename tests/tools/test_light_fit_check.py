@@ -56,3 +56,5 @@ def test_saved_light_reads_one_light_from_a_benchmark_state(load_script, tmp_pat
     torch.save({"pipeline": {"_model.field.x": torch.ones(1)}}, tmp_path / "none.pt")
     with pytest.raises(SystemExit, match="none.pt: expected one light.coefficients entry, found 0"):
         check.saved_light(tmp_path / "none.pt")
+    with pytest.raises(SystemExit, match="missing.pt: no such file"):
+        check.saved_light(tmp_path / "missing.pt")
