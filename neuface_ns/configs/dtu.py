@@ -57,7 +57,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         sdf_field=NeuFaceFieldConfig(
             sdf_network=IDRSDFNetworkConfig(hidden_dim=128, num_layers=4, skip_layers=(2,), num_frequencies=6),
             residual=None,
-            # A tri-plane appearance instead of the paper's SIREN (README "Performance": on the path-traced scan
+            # A tri-plane appearance instead of the paper's SIREN (docs/performance-log.md: on the path-traced scan
             # sample, with the foreground sampler below, held-out PSNR 23.6 -> 28.7 dB, Chamfer 1.19 -> 0.77 mm).
             appearance=TriplaneAppearanceConfig(num_basis=3, specular_channels=3),
             integrated_basis=IntegratedBasisConfig(hidden_dim=64, num_layers=3, num_basis=3),

@@ -18,17 +18,17 @@
   fallback instead of 100, 1024 rays per step spread over all training images, half of them on the face mask,
   2000 iterations, higher learning rates (fields 5e-4, P 5e-5 = lr / 10, light 5e-3, calibration 1e-3; x 0.5 at
   steps 1300 and 1750). Not in the paper, each measured on the path-traced scan sample and the bundled synthetic
-  sample (README "Performance"): the tri-plane appearance of `neuface-dtu` instead of the SIREN, the foreground
+  sample (docs/performance-log.md): the tri-plane appearance of `neuface-dtu` instead of the SIREN, the foreground
   half of the rays, an albedo-smoothness prior (weight 0.1) and the wider sample band. Sized so the bundled
   synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, fresh clone,
   2026-11-27: 12 min 22 s with 1024 rays, 30.56 dB, Chamfer 0.65 mm; 7 min 27 s and 28.60 dB, 0.85 mm with 512). (With
   P at the full lr the initial sphere collapsed within a few dozen steps with the earlier SIREN default; with the
   tri-plane it trains and smooths the face less, but the runs get noisier: scan sample, three seeds, surface
-  Chamfer 0.82-1.01 mm against 0.76-1.82, one run at 24.05 dB; README "Performance". At lr / 100 the appearance
+  Chamfer 0.82-1.01 mm against 0.76-1.82, one run at 24.05 dB; docs/performance-log.md. At lr / 100 the appearance
   sometimes falls into all-black.)
 
 - `relightable()` (`neuface-facescape-relight`): `cpu_default()` plus four options, not in the paper, for a face
-  that relights (README "Performance", session 19): `image_encoding="auto"` (render linear radiance and encode it as
+  that relights (docs/performance-log.md, session 19): `image_encoding="auto"` (render linear radiance and encode it as
   the data declare: sRGB for photos), per-channel white-balance gains instead of the 3 x 3 colour matrix, 500
   light-only steps at the start (`light_first_steps`) and a sharp initial specular lobe (roughness 0.1). On the
   path-traced scan (three seeds) every measure improves over `cpu_default()`: relit 22.0-22.8 dB (+4.0 to +4.8
@@ -129,7 +129,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
             ),
             residual=ResidualSDFConfig(hidden_dims=(64, 64, 32), num_frequencies=6),
             # Tri-plane appearance instead of the paper's SIREN, with the foreground sampler, albedo smoothness 0.1
-            # and the +-0.01 sample band below (README "Performance"): scan sample 23.8 -> 27.0-28.1 dB, Chamfer
+            # and the +-0.01 sample band below (docs/performance-log.md): scan sample 23.8 -> 27.0-28.1 dB, Chamfer
             # 1.38 -> 1.01-1.11 mm, F 0.46 -> 0.74-0.75 (two seeds); synthetic sample 30.16 dB, 0.61 mm, F 0.96
             # (the SIREN default: 24.0-24.5 dB, 0.92 mm, F 0.90 via ns-train; 6.6 mm in one benchmark run).
             appearance=TriplaneAppearanceConfig(num_basis=3, specular_channels=1),
@@ -151,7 +151,7 @@ def cpu_default() -> NeuFaceTrainerConfig:
         # Half of the rays on the face mask, the rest in its box dilated by 30 px (paper: the box only). 1024 rays
         # per step (paper 2048; 512 before 2026-11-27): on the scan sample, four seeds against five, held-out PSNR
         # 27.21-28.40 dB against 26.77-27.72, F@1 mm of the mesh cut to the masks 0.77-0.82 against 0.73-0.82, Chamfer
-        # 0.75-0.88 mm against 0.71-1.01, for 1.8x the training time (README "Performance").
+        # 0.75-0.88 mm against 0.71-1.01, for 1.8x the training time (docs/performance-log.md).
         facescape_datamanager(rays_per_batch=1024, one_image_per_step=False, foreground_fraction=0.5),
         model,
         optimizers(

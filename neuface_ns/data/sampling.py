@@ -51,7 +51,7 @@ class MaskBBoxPixelSamplerConfig(PixelSamplerConfig):
     boundary (0 = off; not in the paper). On the path-traced scan sample the surface within 10 mm of the scan's
     open edges holds about 30 % of the face Chamfer; 0.25 of the rays there improved that band's completeness but
     cost the held-out images 1.1-1.9 dB in three seeds; Chamfer -0.02 / +0.04 / -0.97 mm, the last against an
-    outlier run of the default (README "Performance"), so it stays off until more seeds settle it."""
+    outlier run of the default (docs/performance-log.md), so it stays off until more seeds settle it."""
     edge_width: int = 3
     """Half-width in pixels of the edge band (a pixel belongs to it when a foreground and a background pixel both
     lie within this Chebyshev distance of it)."""

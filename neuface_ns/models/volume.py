@@ -52,7 +52,7 @@ class NeuFaceVolumeModelConfig(NeuFaceBaseModelConfig):
     hits although their mask says background, at the SDF of the hit. Without it a surface outside the mask costs
     nothing as long as its colour is black (the background colour): on the path-traced scan the face preset grew
     such black flaps past the scan's open rim. With it (10) they go, but the sheet then closes into a solid whose
-    back the side views see: face Chamfer 0.93 -> 1.67 mm there (README "Performance"), so it stays off; not
+    back the side views see: face Chamfer 0.93 -> 1.67 mm there (docs/performance-log.md), so it stays off; not
     measured on a whole head. Rays on a capture's uncertain pixels are left out."""
     background_mask_alpha: float = 50.0
     eval_min_sample_weight: float = 1e-4

@@ -455,7 +455,7 @@ def test_paper_preset_is_the_face_paper_setting():
     assert small.pipeline.model.sdf_field.appearance.num_basis == 3
     assert small.pipeline.model.sdf_field.appearance.specular_channels == 1
     assert small.pipeline.datamanager.dataparser.data == SAMPLE
-    # the CPU default's documented departures from the paper (README "Performance")
+    # the CPU default's documented departures from the paper (docs/performance-log.md)
     from neuface_ns.fields.appearance import TriplaneAppearanceConfig
 
     assert isinstance(small.pipeline.model.sdf_field.appearance, TriplaneAppearanceConfig)
