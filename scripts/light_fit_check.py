@@ -91,7 +91,9 @@ def fit_light(normals: torch.Tensor, pixels: torch.Tensor, labels: torch.Tensor,
 
 def light_agreement(irradiance: np.ndarray, true_irradiance: np.ndarray) -> tuple:
     """(correlation, contrast) of an irradiance against the true one over the same normals (module docstring)."""
-    correlation = float(np.corrcoef(irradiance, true_irradiance)[0, 1])
+    from neuface_ns.albedo_shading import pearson
+
+    correlation = pearson(irradiance, true_irradiance)
     contrast = float((irradiance.std() / irradiance.mean()) / (true_irradiance.std() / true_irradiance.mean()))
     return correlation, contrast
 
