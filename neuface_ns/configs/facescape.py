@@ -122,7 +122,7 @@ def paper() -> NeuFaceTrainerConfig:
 
 def cpu_default(iterations: int = 3000) -> NeuFaceTrainerConfig:
     """`neuface-facescape`. 3000 steps (2000 before 2026-12-08), every lr halved at 65 % and 87.5 % of them: on the
-    path-traced scans the mesh cut to the masks is better in all eight runs (0.60-0.88 mm against 0.73-1.01 mm at 2000
+    path-traced scans the mesh cut to the masks is better in all eight runs (0.60-0.88 mm against 0.75-1.01 mm at 2000
     steps, the same seeds) for 1.4x the time (docs/performance-log.md, "3000 steps for the face default")."""
     milestones = (round(0.65 * iterations), round(0.875 * iterations))
     model = NeuFaceVolumeModelConfig(
