@@ -19,9 +19,9 @@
   3000 iterations, higher learning rates (fields 5e-4, P 5e-5 = lr / 10, light 5e-3, calibration 1e-3; x 0.5 at
   steps 1950 and 2625). Not in the paper, each measured on the path-traced scan sample and the bundled synthetic
   sample (docs/performance-log.md): the tri-plane appearance of `neuface-dtu` instead of the SIREN, the foreground
-  half of the rays, an albedo-smoothness prior (weight 0.1) and the wider sample band. Sized so the bundled
-  synthetic FaceScape-layout sample trains in about 12 minutes on 2 idle CPU cores (ns-train, fresh clone,
-  2026-11-27: 12 min 22 s with 1024 rays, 30.56 dB, Chamfer 0.65 mm; 7 min 27 s and 28.60 dB, 0.85 mm with 512). (With
+  half of the rays, an albedo-smoothness prior (weight 0.1) and the wider sample band. Sized so a face trains within
+  20 minutes on 2 idle CPU cores (ns-train, fresh clone, 2026-12-08, 3000 steps: the bundled synthetic sample 15 min
+  51 s, 31.21 dB, surface Chamfer 0.55 mm; the path-traced scan 15 min 20 s, 28.68 dB, 0.60 mm). (With
   P at the full lr the initial sphere collapsed within a few dozen steps with the earlier SIREN default; with the
   tri-plane it trains and smooths the face less, but the runs get noisier: scan sample, three seeds, surface
   Chamfer 0.82-1.01 mm against 0.76-1.82, one run at 24.05 dB; docs/performance-log.md. At lr / 100 the appearance
